@@ -1,1 +1,88 @@
-fn main() {}
+//! The `corelay` binary: parse flags, start the shards, print where they listen, and drain
+//! on SIGTERM or SIGINT.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let config = match corelay::config::parse_args(std::env::args_os()) {
+        Ok(c) => c,
+        Err(Ok(help)) => {
+            print!("{help}");
+            return ExitCode::SUCCESS;
+        }
+        Err(Err(line)) => {
+            eprintln!("{line}");
+            return ExitCode::from(2);
+        }
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+
+    // Signals are blocked before any thread starts so that every thread inherits the mask
+    // and only the signal thread below receives them.
+    let signals = block_shutdown_signals();
+
+    let running = match corelay::run(config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if let Some(addr) = running.metrics_addr {
+        let _ = writeln!(out, "corelay: metrics on {addr}");
+    }
+    let addr = running.server.local_addr();
+    for shard in running.server.shards() {
+        let _ = writeln!(
+            out,
+            "corelay: shard {} on cpu {} listening on {addr}",
+            shard.index, shard.cpu
+        );
+    }
+    let _ = writeln!(out, "corelay: ready");
+    let _ = out.flush();
+    drop(out);
+
+    let handle = running.server.shutdown_handle();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            wait_for_signal(&signals);
+            log::warn!("shutting down: draining in-flight requests");
+            handle.trigger();
+            // A second signal means: stop now.
+            wait_for_signal(&signals);
+            std::process::exit(1);
+        })
+        .expect("spawn signal thread");
+
+    match running.server.join() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn block_shutdown_signals() -> libc::sigset_t {
+    // SAFETY: plain libc signal-mask calls on a zeroed sigset_t.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_for_signal(set: &libc::sigset_t) {
+    let mut sig: libc::c_int = 0;
+    // SAFETY: sigwait on a valid set; the signals are blocked in every thread.
+    unsafe {
+        libc::sigwait(set, &mut sig);
+    }
+}

@@ -1,0 +1,274 @@
+//! What runs on one shard thread: build the pinned executor, create the
+//! handler, accept connections until shutdown, then drain.
+//!
+//! Everything created here (handler, `Shutdown`, connection tasks) stays on
+//! this thread; the only things shared with other threads are the stats
+//! (atomics, written only here) and the shutdown eventfd.
+
+use std::{
+    future::Future,
+    io,
+    net::SocketAddr,
+    os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd},
+    rc::Rc,
+    sync::{atomic::Ordering::Relaxed, mpsc, Arc},
+    time::Duration,
+};
+
+use futures_lite::future;
+use glommio::{net::TcpStream, GlommioError, LocalExecutorBuilder, Placement, ReactorErrorKind};
+
+use crate::{
+    event::LocalEvent, memlock, server::ShardContext, signal::RemoteWake, stats::ShardStats,
+    Shutdown,
+};
+
+/// Pause after a failed accept. EMFILE/ENFILE leave the connection in the
+/// backlog, so retrying at once would spin; a short pause lets handlers close
+/// fds meanwhile without making the listener look dead.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(25);
+
+/// Everything one shard thread needs, moved into it at spawn.
+pub(crate) struct ShardSetup<F> {
+    pub index: usize,
+    pub cpu: usize,
+    pub listener: OwnedFd,
+    pub local_addr: SocketAddr,
+    pub stats: Arc<ShardStats>,
+    pub wake: RemoteWake,
+    pub drain_timeout: Duration,
+    pub make_handler: Arc<F>,
+    /// Reports once whether the shard came up, so `Server::start` can fail
+    /// instead of leaving a silently dead shard.
+    pub ready: mpsc::Sender<io::Result<()>>,
+}
+
+/// Body of a shard thread. Returns when the shard has shut down.
+pub(crate) fn run<F, H, Fut>(setup: ShardSetup<F>) -> io::Result<()>
+where
+    F: Fn(&ShardContext) -> H,
+    H: Fn(TcpStream, SocketAddr) -> Fut + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let (index, cpu) = (setup.index, setup.cpu);
+    let executor = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+        .name(&format!("shard-{index}"))
+        .make();
+    match executor {
+        Ok(executor) => executor.run(serve(setup)),
+        Err(e) => {
+            let e = executor_error(index, cpu, e);
+            // io::Error is not Clone; the copy for start() keeps kind and text.
+            let _ = setup
+                .ready
+                .send(Err(io::Error::new(e.kind(), e.to_string())));
+            Err(e)
+        }
+    }
+}
+
+/// Turns glommio's executor-construction errors into one line that says what
+/// to change on the host.
+fn executor_error(index: usize, cpu: usize, e: GlommioError<()>) -> io::Error {
+    let prefix = format!("shard {index} (CPU {cpu}): cannot start glommio executor");
+    if let GlommioError::ReactorError(ReactorErrorKind::MemLockLimit(have, need)) = e {
+        return io::Error::other(format!(
+            "{prefix}: RLIMIT_MEMLOCK is {}, glommio needs at least {}; {}",
+            memlock::describe(have),
+            memlock::describe(need),
+            memlock::FIX_HINT
+        ));
+    }
+    let e = io::Error::from(e);
+    let hint = match e.raw_os_error() {
+        Some(libc::ENOMEM) => format!("; {}", memlock::FIX_HINT),
+        Some(libc::EPERM) => {
+            "; io_uring is not permitted here (check sysctl kernel.io_uring_disabled or the container's seccomp profile)".into()
+        }
+        Some(libc::ENOSYS) => "; this kernel has no io_uring (glommio needs Linux 5.8 or newer)".into(),
+        _ => String::new(),
+    };
+    io::Error::new(e.kind(), format!("{prefix}: {e}{hint}"))
+}
+
+/// Shard-local bookkeeping shared by the accept loop and connection guards.
+struct Tracker {
+    stats: Arc<ShardStats>,
+    shutdown: Shutdown,
+    /// Set when the last connection closes after shutdown began, so draining
+    /// waits for an event rather than polling the counter.
+    drained: LocalEvent,
+    /// Set when the drain timeout passes; every connection task races its
+    /// handler against it. Needed because glommio does not drop pending tasks
+    /// when an executor is dropped: a task parked on socket I/O would leak,
+    /// fd and all, instead of being closed.
+    abort: LocalEvent,
+}
+
+/// Counts a connection as open for as long as its task exists. A drop guard,
+/// so the count is right however the task ends: completion, panic unwinding,
+/// or being dropped with the executor.
+struct ConnGuard(Rc<Tracker>);
+
+impl ConnGuard {
+    fn new(tracker: &Rc<Tracker>) -> ConnGuard {
+        tracker.stats.connections_open.fetch_add(1, Relaxed);
+        ConnGuard(tracker.clone())
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        let t = &self.0;
+        if t.stats.connections_open.fetch_sub(1, Relaxed) == 1 && t.shutdown.is_triggered() {
+            t.drained.set();
+        }
+    }
+}
+
+async fn serve<F, H, Fut>(setup: ShardSetup<F>) -> io::Result<()>
+where
+    F: Fn(&ShardContext) -> H,
+    H: Fn(TcpStream, SocketAddr) -> Fut + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let ShardSetup {
+        index,
+        cpu,
+        listener,
+        local_addr,
+        stats,
+        wake,
+        drain_timeout,
+        make_handler,
+        ready,
+    } = setup;
+    let listener_fd = listener.into_raw_fd();
+    // SAFETY: the fd is a bound, listening socket that we own; ownership
+    // passes to glommio's listener, which closes it on drop.
+    let listener = unsafe { glommio::net::TcpListener::from_raw_fd(listener_fd) };
+    let shutdown = Shutdown::new();
+    let ctx = ShardContext {
+        index,
+        cpu,
+        stats: stats.clone(),
+        shutdown: shutdown.clone(),
+        local_addr,
+    };
+    let handler = make_handler(&ctx);
+    let _ = ready.send(Ok(()));
+    drop(ready);
+
+    let tracker = Rc::new(Tracker {
+        stats,
+        shutdown,
+        drained: LocalEvent::default(),
+        abort: LocalEvent::default(),
+    });
+    // The accept loop never ends by itself; the remote wake ends it, and
+    // dropping its future cancels the in-flight accept.
+    future::or(
+        accept_loop(index, &listener, &handler, &tracker),
+        wake.wait(),
+    )
+    .await;
+    // Close the listener before telling handlers: anything still in its
+    // backlog is reset now rather than accepted by a shard that is leaving.
+    stop_listening(listener_fd);
+    drop(listener);
+    tracker.shutdown.trigger();
+    drain(index, &tracker, drain_timeout).await;
+    Ok(())
+}
+
+async fn accept_loop<H, Fut>(
+    index: usize,
+    listener: &glommio::net::TcpListener,
+    handler: &H,
+    tracker: &Rc<Tracker>,
+) where
+    H: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: Future<Output = ()> + 'static,
+{
+    let stats = &tracker.stats;
+    loop {
+        let stream = match listener.accept().await {
+            Ok(stream) => stream,
+            Err(e) => {
+                let e = io::Error::from(e);
+                if e.kind() == io::ErrorKind::ConnectionAborted {
+                    // The client gave up while queued; nothing to fix here.
+                    continue;
+                }
+                stats.accept_errors.fetch_add(1, Relaxed);
+                log::warn!("shard {index}: accept failed: {e}; retrying in {ACCEPT_BACKOFF:?}");
+                glommio::timer::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        stats.connections_accepted.fetch_add(1, Relaxed);
+        let peer = match stream.peer_addr() {
+            Ok(peer) => peer,
+            Err(e) => {
+                // Already reset by the peer; there is nobody to serve.
+                log::debug!("shard {index}: dropping accepted connection: peer_addr: {e}");
+                continue;
+            }
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            log::debug!("shard {index}: TCP_NODELAY on {peer}: {e}");
+        }
+        let guard = ConnGuard::new(tracker);
+        let conn = handler(stream, peer);
+        let abort = tracker.abort.clone();
+        glommio::spawn_local(async move {
+            let _guard = guard;
+            future::or(conn, async { abort.wait().await }).await
+        })
+        .detach();
+    }
+}
+
+/// Waits until every connection has closed or `timeout` passes.
+async fn drain(index: usize, tracker: &Tracker, timeout: Duration) {
+    let open = tracker.stats.connections_open.load(Relaxed);
+    if open == 0 {
+        return;
+    }
+    log::info!("shard {index}: draining {open} open connection(s), up to {timeout:?}");
+    let drained = future::or(
+        async {
+            tracker.drained.wait().await;
+            true
+        },
+        async {
+            glommio::timer::sleep(timeout).await;
+            false
+        },
+    )
+    .await;
+    if !drained {
+        log::warn!(
+            "shard {index}: drain timeout ({timeout:?}) passed with {} connection(s) still open; dropping them",
+            tracker.stats.connections_open.load(Relaxed)
+        );
+        // Each task finishes on its next poll, dropping its handler future
+        // and so closing its socket; the last guard then sets `drained`.
+        tracker.abort.set();
+        tracker.drained.wait().await;
+    }
+}
+
+/// Takes the listening socket out of the LISTEN state.
+///
+/// Closing our fd is not enough: the io_uring accept we just cancelled still
+/// holds a reference to the socket until the kernel processes the
+/// cancellation, and until then the kernel keeps completing handshakes into
+/// the backlog of a shard that will never accept them. shutdown(2) on a
+/// listening socket stops it at once, whoever else holds a reference.
+fn stop_listening(fd: RawFd) {
+    // SAFETY: fd is the listener we still own (glommio's wrapper is alive).
+    if unsafe { libc::shutdown(fd, libc::SHUT_RDWR) } != 0 {
+        log::debug!("shutdown(listener): {}", io::Error::last_os_error());
+    }
+}

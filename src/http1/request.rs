@@ -1,0 +1,976 @@
+//! Request head parsing: request line, header fields, and the decisions a
+//! proxy must make from them before forwarding (target form, Host, body
+//! framing, persistence, Expect), per RFC 9112 and RFC 9110.
+//!
+//! Strictness is deliberate: any message we might read differently from the
+//! backend (two lengths, an unknown coding, a duplicate Host) is refused
+//! instead of normalised, because such disagreements are request smuggling.
+
+use std::fmt;
+use std::mem::MaybeUninit;
+
+use super::connection;
+use super::framing::{ContentLength, FramingError, TransferEncoding};
+use super::host;
+use super::limits::{Limits, DEFAULT_MAX_HEADERS, MAX_HEADERS_LIMIT};
+use super::span::{HeaderSpan, Span};
+use super::syntax::{is_tchar, list_elements};
+use super::target;
+
+/// HTTP versions we speak; anything else is refused at parse time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+impl Version {
+    /// The version as written in Via (`1.0` / `1.1`).
+    pub fn via_str(self) -> &'static str {
+        match self {
+            Version::Http10 => "1.0",
+            Version::Http11 => "1.1",
+        }
+    }
+
+    pub(crate) fn from_minor(minor: u8) -> Version {
+        if minor == 0 {
+            Version::Http10
+        } else {
+            Version::Http11
+        }
+    }
+}
+
+/// Request methods the proxy treats specially; the rest are `Other` and
+/// forwarded as received (see `RequestHead::method_span`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Options,
+    Trace,
+    Patch,
+    Connect,
+    Other,
+}
+
+impl Method {
+    /// Methods are case-sensitive (RFC 9110 §9.1): `get` is `Other`.
+    pub fn from_bytes(m: &[u8]) -> Method {
+        match m {
+            b"GET" => Method::Get,
+            b"HEAD" => Method::Head,
+            b"POST" => Method::Post,
+            b"PUT" => Method::Put,
+            b"DELETE" => Method::Delete,
+            b"OPTIONS" => Method::Options,
+            b"TRACE" => Method::Trace,
+            b"PATCH" => Method::Patch,
+            b"CONNECT" => Method::Connect,
+            _ => Method::Other,
+        }
+    }
+
+    /// RFC 9110 §9.2.2: requests that may be retried on another connection
+    /// without changing the outcome.
+    pub fn is_idempotent(self) -> bool {
+        matches!(
+            self,
+            Method::Get
+                | Method::Head
+                | Method::Options
+                | Method::Trace
+                | Method::Put
+                | Method::Delete
+        )
+    }
+}
+
+/// How the request body is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestBody {
+    /// No framing fields: no body (RFC 9112 §6.3 item 7).
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// A parsed request head. Reused across requests: `parse_request` clears it
+/// first, and `headers` keeps its capacity so steady-state parsing does not
+/// allocate.
+#[derive(Clone, Debug)]
+pub struct RequestHead {
+    pub method: Method,
+    pub method_span: Span,
+    /// What to forward: origin-form path+query (the path part of an
+    /// absolute-form, `/` if empty), or `*` for `OPTIONS *`.
+    pub target: Span,
+    pub version: Version,
+    pub headers: Vec<HeaderSpan>,
+    /// Bytes of the head including any skipped leading empty lines and the
+    /// final CRLFCRLF; the body starts at `buf[head_len]`.
+    pub head_len: usize,
+    pub body: RequestBody,
+    /// The client allows the connection to continue after this exchange.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` on an HTTP/1.1 request.
+    pub expect_continue: bool,
+    /// The validated host (from an absolute-form authority when present);
+    /// `None` only for HTTP/1.0 without Host.
+    pub host: Option<Span>,
+}
+
+impl RequestHead {
+    pub fn new() -> Self {
+        Self::with_headers(Vec::with_capacity(DEFAULT_MAX_HEADERS))
+    }
+
+    /// Resets every field, keeping the header vector's capacity.
+    pub fn clear(&mut self) {
+        let mut headers = std::mem::take(&mut self.headers);
+        headers.clear();
+        *self = Self::with_headers(headers);
+    }
+
+    fn with_headers(headers: Vec<HeaderSpan>) -> Self {
+        RequestHead {
+            method: Method::Get,
+            method_span: Span::default(),
+            target: Span::default(),
+            version: Version::Http11,
+            headers,
+            head_len: 0,
+            body: RequestBody::None,
+            keep_alive: false,
+            expect_continue: false,
+            host: None,
+        }
+    }
+
+    /// The value of the first header field named `name` (case-insensitive).
+    pub fn header<'a>(&self, buf: &'a [u8], name: &str) -> Option<&'a [u8]> {
+        self.headers
+            .iter()
+            .find(|h| h.is(buf, name))
+            .map(|h| h.value.get(buf))
+    }
+}
+
+impl Default for RequestHead {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Why a request head was refused; `status()` is the response to send
+/// (after which the connection must be closed: the stream position is lost).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestError {
+    /// 431: head larger than `max_header_bytes`.
+    HeaderTooLarge,
+    /// 431: more than `max_headers` fields.
+    TooManyHeaders,
+    /// 414: request-target longer than `max_target_len`.
+    UriTooLong,
+    /// 400, with a short reason for logs.
+    BadRequest(&'static str),
+    /// 501: valid HTTP we do not implement (CONNECT, extra transfer codings).
+    NotImplemented(&'static str),
+    /// 417: an Expect other than 100-continue.
+    ExpectationFailed,
+}
+
+impl RequestError {
+    pub fn status(&self) -> u16 {
+        match self {
+            RequestError::HeaderTooLarge | RequestError::TooManyHeaders => 431,
+            RequestError::UriTooLong => 414,
+            RequestError::BadRequest(_) => 400,
+            RequestError::NotImplemented(_) => 501,
+            RequestError::ExpectationFailed => 417,
+        }
+    }
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestError::HeaderTooLarge => f.write_str("request head too large"),
+            RequestError::TooManyHeaders => f.write_str("too many header fields"),
+            RequestError::UriTooLong => f.write_str("request-target too long"),
+            RequestError::BadRequest(r) => write!(f, "bad request: {r}"),
+            RequestError::NotImplemented(r) => write!(f, "not implemented: {r}"),
+            RequestError::ExpectationFailed => f.write_str("unsupported expectation"),
+        }
+    }
+}
+
+impl std::error::Error for RequestError {}
+
+/// Parses a request head from the start of `buf` into `head`.
+///
+/// Ok(true): a complete head is in `buf[..head.head_len]`. Ok(false): more
+/// bytes are needed, and `buf` is still within the limits.
+pub fn parse_request(
+    buf: &[u8],
+    limits: &Limits,
+    head: &mut RequestHead,
+) -> Result<bool, RequestError> {
+    head.clear();
+    // Before httparse, so a huge target gets 414 even while the head is partial
+    // (and not 431 once the buffer fills up).
+    check_target_len(buf, limits.max_target_len)?;
+
+    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_LIMIT];
+    let mut req = httparse::Request::new(&mut []);
+    let status = httparse::ParserConfig::default()
+        .parse_request_with_uninit_headers(
+            &mut req,
+            buf,
+            &mut storage[..limits.effective_max_headers()],
+        )
+        .map_err(|e| match e {
+            httparse::Error::TooManyHeaders => RequestError::TooManyHeaders,
+            httparse::Error::Version => RequestError::BadRequest("unsupported HTTP version"),
+            httparse::Error::Token => RequestError::BadRequest("invalid request line"),
+            httparse::Error::HeaderName => RequestError::BadRequest("invalid header name"),
+            httparse::Error::HeaderValue => RequestError::BadRequest("invalid header value"),
+            httparse::Error::NewLine => RequestError::BadRequest("invalid line ending"),
+            httparse::Error::Status => RequestError::BadRequest("invalid request line"),
+        })?;
+    let head_len = match status {
+        httparse::Status::Partial if buf.len() >= limits.max_header_bytes => {
+            return Err(RequestError::HeaderTooLarge)
+        }
+        httparse::Status::Partial => return Ok(false),
+        httparse::Status::Complete(n) => n,
+    };
+    if head_len > limits.max_header_bytes {
+        return Err(RequestError::HeaderTooLarge);
+    }
+    // httparse fills all three on Complete.
+    let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(RequestError::BadRequest("invalid request line"));
+    };
+    head.head_len = head_len;
+    head.method_span = Span::of(buf, method.as_bytes());
+    head.method = Method::from_bytes(method.as_bytes());
+    head.version = Version::from_minor(minor);
+    if head.method == Method::Connect {
+        return Err(RequestError::NotImplemented("CONNECT"));
+    }
+    let target = target::classify(buf, Span::of(buf, path.as_bytes()), head.method)?;
+    head.target = target.forward;
+
+    let http11 = head.version == Version::Http11;
+    let mut fields = Fields::default();
+    for h in req.headers.iter() {
+        let span = HeaderSpan::of(buf, h);
+        head.headers.push(span);
+        fields.add(buf, span, http11)?;
+    }
+
+    head.host = fields.host(buf, http11)?;
+    if let Some(authority) = target.authority {
+        // RFC 9112 §3.2.2: the authority of an absolute-form replaces Host.
+        head.host = Some(authority);
+    }
+    head.body = fields.body(http11)?;
+    if fields.bad_expect {
+        return Err(RequestError::ExpectationFailed);
+    }
+    head.expect_continue = fields.expect_continue;
+    head.keep_alive = connection::persists(buf, &head.headers, http11);
+    Ok(true)
+}
+
+/// The header fields that drive decisions, gathered in one pass.
+#[derive(Default)]
+struct Fields {
+    host: Option<Span>,
+    host_count: usize,
+    content_length: ContentLength,
+    transfer_encoding: TransferEncoding,
+    expect_continue: bool,
+    bad_expect: bool,
+}
+
+impl Fields {
+    fn add(&mut self, buf: &[u8], h: HeaderSpan, http11: bool) -> Result<(), RequestError> {
+        let value = h.value.get(buf);
+        if h.is(buf, "host") {
+            self.host_count += 1;
+            self.host = Some(h.value);
+        } else if h.is(buf, "content-length") {
+            self.content_length
+                .add_line(value)
+                .map_err(|e| RequestError::BadRequest(e.reason()))?;
+        } else if h.is(buf, "transfer-encoding") {
+            self.transfer_encoding.add_line(value);
+        } else if h.is(buf, "expect") && http11 {
+            // RFC 9110 §10.1.1: a 100-continue in HTTP/1.0 must be ignored;
+            // HTTP/1.0 had no Expect, so other values are ignored with it.
+            // Expect is a list; an empty value expects nothing we know of.
+            let mut any = false;
+            for e in list_elements(value) {
+                if e.eq_ignore_ascii_case(b"100-continue") {
+                    self.expect_continue = true;
+                    any = true;
+                } else if !e.is_empty() {
+                    self.bad_expect = true;
+                }
+            }
+            if !any {
+                self.bad_expect = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// RFC 9112 §3.2: HTTP/1.1 needs exactly one Host; more than one is
+    /// always an error, since two routers could each pick a different one.
+    fn host(&self, buf: &[u8], http11: bool) -> Result<Option<Span>, RequestError> {
+        if self.host_count > 1 {
+            return Err(RequestError::BadRequest("multiple Host fields"));
+        }
+        match self.host {
+            None if http11 => Err(RequestError::BadRequest("missing Host")),
+            None => Ok(None),
+            Some(h) => {
+                host::validate(h.get(buf)).map_err(RequestError::BadRequest)?;
+                Ok(Some(h))
+            }
+        }
+    }
+
+    /// RFC 9112 §6.1-6.3, minus everything that is legal but ambiguous.
+    fn body(&self, http11: bool) -> Result<RequestBody, RequestError> {
+        let te = &self.transfer_encoding;
+        if te.is_present() {
+            if !http11 {
+                // §6.1: HTTP/1.0 has no chunked; the framing is faulty.
+                return Err(RequestError::BadRequest("Transfer-Encoding in HTTP/1.0"));
+            }
+            if self.content_length.get().is_some() {
+                return Err(RequestError::BadRequest(
+                    "both Transfer-Encoding and Content-Length",
+                ));
+            }
+            return match te.check_only_chunked() {
+                Ok(()) => Ok(RequestBody::Chunked),
+                Err(FramingError::UnsupportedCoding) => Err(RequestError::NotImplemented(
+                    FramingError::UnsupportedCoding.reason(),
+                )),
+                Err(e) => Err(RequestError::BadRequest(e.reason())),
+            };
+        }
+        Ok(match self.content_length.get() {
+            Some(n) => RequestBody::Length(n),
+            None => RequestBody::None,
+        })
+    }
+}
+
+/// Err(UriTooLong) if the request line in `buf`, complete or not, already
+/// shows a target longer than `max`. Anything that does not look like a
+/// request line is left for httparse to reject.
+fn check_target_len(buf: &[u8], max: usize) -> Result<(), RequestError> {
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    let line = &buf[start..];
+    let Some(sp) = line.iter().position(|&b| !is_tchar(b)) else {
+        return Ok(());
+    };
+    if sp == 0 || line[sp] != b' ' {
+        return Ok(());
+    }
+    let target = &line[sp + 1..];
+    let len = target
+        .iter()
+        .position(|&b| matches!(b, b' ' | b'\r' | b'\n'))
+        .unwrap_or(target.len());
+    if len > max {
+        Err(RequestError::UriTooLong)
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http1::limits::MAX_CONTENT_LENGTH;
+
+    fn parse_with(buf: &[u8], limits: &Limits) -> Result<RequestHead, RequestError> {
+        let mut head = RequestHead::new();
+        match parse_request(buf, limits, &mut head)? {
+            true => Ok(head),
+            false => panic!("partial: {:?}", String::from_utf8_lossy(buf)),
+        }
+    }
+
+    fn parse(buf: &[u8]) -> Result<RequestHead, RequestError> {
+        parse_with(buf, &Limits::default())
+    }
+
+    fn bad(buf: &[u8]) -> bool {
+        matches!(parse(buf), Err(RequestError::BadRequest(_)))
+    }
+
+    fn text(buf: &[u8], s: Span) -> &str {
+        std::str::from_utf8(s.get(buf)).unwrap()
+    }
+
+    /// Every proper prefix of a complete head is Ok(false), the whole is Ok(true).
+    fn assert_incremental(buf: &[u8]) {
+        let mut head = RequestHead::new();
+        for end in 0..buf.len() {
+            assert_eq!(
+                parse_request(&buf[..end], &Limits::default(), &mut head),
+                Ok(false),
+                "prefix {end}"
+            );
+        }
+        assert_eq!(parse_request(buf, &Limits::default(), &mut head), Ok(true));
+    }
+
+    #[test]
+    fn simple_get() {
+        let buf = b"GET /index.html?a=1 HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\nBODY";
+        let h = parse(buf).unwrap();
+        assert_eq!(h.method, Method::Get);
+        assert_eq!(text(buf, h.method_span), "GET");
+        assert_eq!(text(buf, h.target), "/index.html?a=1");
+        assert_eq!(h.version, Version::Http11);
+        assert_eq!(h.head_len, buf.len() - 4);
+        assert_eq!(h.headers.len(), 2);
+        assert_eq!(text(buf, h.headers[1].name), "Accept");
+        assert_eq!(text(buf, h.headers[1].value), "*/*");
+        assert_eq!(h.body, RequestBody::None);
+        assert!(h.keep_alive);
+        assert!(!h.expect_continue);
+        assert_eq!(text(buf, h.host.unwrap()), "example.com");
+        assert_eq!(h.header(buf, "ACCEPT"), Some(&b"*/*"[..]));
+        assert_eq!(h.header(buf, "missing"), None);
+    }
+
+    #[test]
+    fn incremental_parse() {
+        assert_incremental(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n");
+        assert_incremental(b"\r\nGET / HTTP/1.0\r\n\r\n");
+    }
+
+    #[test]
+    fn leading_empty_lines_are_skipped_and_counted() {
+        let buf = b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let h = parse(buf).unwrap();
+        assert_eq!(h.head_len, buf.len());
+        assert_eq!(text(buf, h.method_span), "GET");
+        assert_eq!(text(buf, h.target), "/");
+    }
+
+    #[test]
+    fn bare_lf_line_endings_are_accepted() {
+        // RFC 9112 §2.2 allows it; the head is re-encoded with CRLF anyway.
+        let buf = b"GET / HTTP/1.1\nHost: a\n\n";
+        assert_eq!(parse(buf).unwrap().head_len, buf.len());
+    }
+
+    #[test]
+    fn methods() {
+        for (m, want) in [
+            ("GET", Method::Get),
+            ("HEAD", Method::Head),
+            ("POST", Method::Post),
+            ("PUT", Method::Put),
+            ("DELETE", Method::Delete),
+            ("OPTIONS", Method::Options),
+            ("TRACE", Method::Trace),
+            ("PATCH", Method::Patch),
+            ("PURGE", Method::Other),
+            ("get", Method::Other),
+        ] {
+            let buf = format!("{m} / HTTP/1.1\r\nHost: a\r\n\r\n");
+            let h = parse(buf.as_bytes()).unwrap();
+            assert_eq!(h.method, want, "{m}");
+            assert_eq!(text(buf.as_bytes(), h.method_span), m);
+        }
+        assert!(bad(b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(bad(b" GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+    }
+
+    #[test]
+    fn idempotency() {
+        use Method::*;
+        for m in [Get, Head, Options, Trace, Put, Delete] {
+            assert!(m.is_idempotent(), "{m:?}");
+        }
+        for m in [Post, Patch, Connect, Other] {
+            assert!(!m.is_idempotent(), "{m:?}");
+        }
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(
+            parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().version,
+            Version::Http10
+        );
+        for v in ["HTTP/1.2", "HTTP/2.0", "HTTP/0.9", "http/1.1", "HTTP/1.10"] {
+            let buf = format!("GET / {v}\r\nHost: a\r\n\r\n");
+            assert!(bad(buf.as_bytes()), "{v}");
+        }
+        assert!(bad(b"GET /\r\nHost: a\r\n\r\n"));
+        assert!(bad(b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(bad(b"GET / HTTP/1.1 \r\nHost: a\r\n\r\n"));
+    }
+
+    #[test]
+    fn header_syntax_errors() {
+        // Whitespace between name and colon (RFC 9112 §5.1).
+        assert!(bad(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n"));
+        assert!(bad(
+            b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length : 5\r\n\r\n"
+        ));
+        // obs-fold (RFC 9112 §5.2).
+        assert!(bad(b"GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n c\r\n\r\n"));
+        assert!(bad(b"GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n\tc\r\n\r\n"));
+        // Whitespace before the first field.
+        assert!(bad(b"GET / HTTP/1.1\r\n Host: a\r\n\r\n"));
+        // Missing colon, empty name, bad name chars.
+        assert!(bad(b"GET / HTTP/1.1\r\nHost a\r\n\r\n"));
+        assert!(bad(b"GET / HTTP/1.1\r\n: a\r\nHost: a\r\n\r\n"));
+        assert!(bad(b"GET / HTTP/1.1\r\nX(y): a\r\nHost: a\r\n\r\n"));
+    }
+
+    #[test]
+    fn ctl_in_values_is_refused() {
+        assert!(bad(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n"));
+        assert!(bad(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n"));
+        assert!(bad(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x7fb\r\n\r\n"));
+        assert!(bad(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n"));
+        // A LF inside a value ends it: "b" is then a field line without colon.
+        assert!(bad(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\nb\r\n\r\n"));
+        // CR LF smuggled in the target.
+        assert!(bad(b"GET /a\rb HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(bad(b"GET /a\x00 HTTP/1.1\r\nHost: a\r\n\r\n"));
+    }
+
+    #[test]
+    fn value_whitespace_is_trimmed() {
+        let buf = b"GET / HTTP/1.1\r\nHost: \t a \t\r\nX:\r\n\r\n";
+        let h = parse(buf).unwrap();
+        assert_eq!(text(buf, h.host.unwrap()), "a");
+        assert!(h.headers[1].value.is_empty());
+    }
+
+    #[test]
+    fn header_bytes_limit() {
+        let limits = Limits {
+            max_header_bytes: 64,
+            ..Limits::default()
+        };
+        let mut head = RequestHead::new();
+        // Exactly the limit is fine.
+        let mut buf = b"GET / HTTP/1.1\r\nHost: a\r\nX: ".to_vec();
+        buf.resize(64 - 4, b'x');
+        buf.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(parse_request(&buf, &limits, &mut head), Ok(true));
+        assert_eq!(head.head_len, 64);
+        // One more byte in a complete head is too large.
+        let mut big = b"GET / HTTP/1.1\r\nHost: a\r\nX: ".to_vec();
+        big.resize(64 - 3, b'x');
+        big.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(
+            parse_request(&big, &limits, &mut head),
+            Err(RequestError::HeaderTooLarge)
+        );
+        // A partial head that fills the buffer limit is too large.
+        let partial = &big[..64];
+        assert_eq!(
+            parse_request(partial, &limits, &mut head),
+            Err(RequestError::HeaderTooLarge)
+        );
+        assert_eq!(parse_request(&big[..63], &limits, &mut head), Ok(false));
+        // A complete head followed by body bytes past the limit is fine.
+        let mut with_body = buf.clone();
+        with_body.extend_from_slice(&[b'b'; 100]);
+        assert_eq!(parse_request(&with_body, &limits, &mut head), Ok(true));
+        assert_eq!(head.head_len, 64);
+    }
+
+    #[test]
+    fn header_count_limit() {
+        let limits = Limits {
+            max_headers: 3,
+            ..Limits::default()
+        };
+        let ok = b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\n\r\n";
+        assert_eq!(parse_with(ok, &limits).unwrap().headers.len(), 3);
+        let over = b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
+        assert_eq!(
+            parse_with(over, &limits).unwrap_err(),
+            RequestError::TooManyHeaders
+        );
+        // Configured above the hard limit: clamped, not a panic.
+        let mut many = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for i in 0..MAX_HEADERS_LIMIT {
+            many.extend_from_slice(format!("X{i}: v\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        let limits = Limits {
+            max_headers: 100_000,
+            max_header_bytes: 1 << 20,
+            ..Limits::default()
+        };
+        assert_eq!(
+            parse_with(&many, &limits).unwrap_err(),
+            RequestError::TooManyHeaders
+        );
+    }
+
+    #[test]
+    fn target_length_limit() {
+        let limits = Limits {
+            max_target_len: 10,
+            ..Limits::default()
+        };
+        let mut head = RequestHead::new();
+        let ok = b"GET /123456789 HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(parse_request(ok, &limits, &mut head), Ok(true));
+        let long = b"GET /1234567890 HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(
+            parse_request(long, &limits, &mut head),
+            Err(RequestError::UriTooLong)
+        );
+        // Detected while the request line is still incomplete.
+        assert_eq!(
+            parse_request(b"GET /1234567890", &limits, &mut head),
+            Err(RequestError::UriTooLong)
+        );
+        assert_eq!(
+            parse_request(b"\r\nGET /1234567890", &limits, &mut head),
+            Err(RequestError::UriTooLong)
+        );
+        assert_eq!(
+            parse_request(b"GET /123456789", &limits, &mut head),
+            Ok(false)
+        );
+        // 414 wins over 431 when the target is what fills the buffer.
+        let limits = Limits {
+            max_target_len: 10,
+            max_header_bytes: 16,
+            ..Limits::default()
+        };
+        assert_eq!(
+            parse_request(b"GET /1234567890123456", &limits, &mut head),
+            Err(RequestError::UriTooLong)
+        );
+        // Absolute-form counts as received.
+        let limits = Limits {
+            max_target_len: 16,
+            ..Limits::default()
+        };
+        assert_eq!(
+            parse_request(b"GET http://example.com/ HTTP/1.1\r\n", &limits, &mut head),
+            Err(RequestError::UriTooLong)
+        );
+    }
+
+    #[test]
+    fn host_rules() {
+        assert!(bad(b"GET / HTTP/1.1\r\n\r\n"));
+        assert!(bad(b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n"));
+        assert!(bad(b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n"));
+        assert!(bad(b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"));
+        assert!(bad(b"GET / HTTP/1.1\r\nHost:\r\n\r\n"));
+        assert!(bad(b"GET / HTTP/1.0\r\nHost: \r\n\r\n"));
+        assert!(bad(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n"));
+        assert!(bad(b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n"));
+        assert!(bad(b"GET / HTTP/1.1\r\nHost: a@b\r\n\r\n"));
+        assert!(bad(b"GET / HTTP/1.1\r\nHost: a:x\r\n\r\n"));
+        assert!(bad(b"GET / HTTP/1.1\r\nHost: :80\r\n\r\n"));
+        assert!(bad(b"GET / HTTP/1.1\r\nHost: a, b\r\n\r\n"));
+
+        let buf = b"GET / HTTP/1.1\r\nHOST: Example.COM:8080\r\n\r\n";
+        assert_eq!(
+            text(buf, parse(buf).unwrap().host.unwrap()),
+            "Example.COM:8080"
+        );
+        let buf = b"GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n";
+        assert_eq!(text(buf, parse(buf).unwrap().host.unwrap()), "[::1]:80");
+        assert_eq!(parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().host, None);
+    }
+
+    #[test]
+    fn target_forms() {
+        let buf = b"GET http://Example.com:81/p?q HTTP/1.1\r\nHost: other\r\n\r\n";
+        let h = parse(buf).unwrap();
+        assert_eq!(text(buf, h.target), "/p?q");
+        assert_eq!(text(buf, h.host.unwrap()), "Example.com:81");
+
+        let buf = b"GET HTTPS://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n";
+        let h = parse(buf).unwrap();
+        assert_eq!(text(buf, h.target), "/");
+        assert_eq!(text(buf, h.host.unwrap()), "example.com");
+
+        // Absolute-form on HTTP/1.0 needs no Host.
+        let buf = b"GET http://example.com/x HTTP/1.0\r\n\r\n";
+        assert_eq!(text(buf, parse(buf).unwrap().host.unwrap()), "example.com");
+
+        // HTTP/1.1 still needs exactly one (valid) Host.
+        assert!(bad(b"GET http://example.com/ HTTP/1.1\r\n\r\n"));
+        assert!(bad(
+            b"GET http://example.com/ HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n"
+        ));
+        assert!(bad(
+            b"GET http://example.com/ HTTP/1.1\r\nHost: a b\r\n\r\n"
+        ));
+        assert!(bad(b"GET http://ex ample.com/ HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(bad(
+            b"GET http://u@example.com/ HTTP/1.1\r\nHost: a\r\n\r\n"
+        ));
+        assert!(bad(b"GET ftp://example.com/ HTTP/1.1\r\nHost: a\r\n\r\n"));
+
+        let buf = b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n";
+        let h = parse(buf).unwrap();
+        assert_eq!(text(buf, h.target), "*");
+        assert_eq!(h.method, Method::Options);
+        assert!(bad(b"GET * HTTP/1.1\r\nHost: a\r\n\r\n"));
+
+        // authority-form is CONNECT only, and CONNECT is not implemented.
+        assert!(bad(b"GET example.com:443 HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert_eq!(
+            parse(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+                .unwrap_err(),
+            RequestError::NotImplemented("CONNECT")
+        );
+        assert!(bad(b"GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(bad(b"GET /\xc3\xa4 HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(bad(b"GET index.html HTTP/1.1\r\nHost: a\r\n\r\n"));
+    }
+
+    fn body(extra: &str) -> Result<RequestBody, RequestError> {
+        let buf = format!("POST / HTTP/1.1\r\nHost: a\r\n{extra}\r\n");
+        parse(buf.as_bytes()).map(|h| h.body)
+    }
+
+    fn body10(extra: &str) -> Result<RequestBody, RequestError> {
+        let buf = format!("POST / HTTP/1.0\r\n{extra}\r\n");
+        parse(buf.as_bytes()).map(|h| h.body)
+    }
+
+    fn is_bad<T>(r: Result<T, RequestError>) -> bool {
+        matches!(r, Err(RequestError::BadRequest(_)))
+    }
+
+    #[test]
+    fn transfer_encoding_framing() {
+        assert_eq!(
+            body("Transfer-Encoding: chunked\r\n"),
+            Ok(RequestBody::Chunked)
+        );
+        assert_eq!(
+            body("transfer-encoding: CHUNKED\r\n"),
+            Ok(RequestBody::Chunked)
+        );
+        assert_eq!(
+            body("Transfer-Encoding:\tchunked\t\r\n"),
+            Ok(RequestBody::Chunked)
+        );
+        assert_eq!(
+            body("Transfer-Encoding: , chunked,\r\n"),
+            Ok(RequestBody::Chunked)
+        );
+        // Codings we do not decode, but which are valid HTTP.
+        assert!(matches!(
+            body("Transfer-Encoding: gzip, chunked\r\n"),
+            Err(RequestError::NotImplemented(_))
+        ));
+        assert!(matches!(
+            body("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"),
+            Err(RequestError::NotImplemented(_))
+        ));
+        // Ambiguous or unframed.
+        assert!(is_bad(body("Transfer-Encoding: chunked, chunked\r\n")));
+        assert!(is_bad(body(
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"
+        )));
+        assert!(is_bad(body("Transfer-Encoding: chunked, gzip\r\n")));
+        assert!(is_bad(body("Transfer-Encoding: gzip\r\n")));
+        assert!(is_bad(body("Transfer-Encoding: identity\r\n")));
+        assert!(is_bad(body("Transfer-Encoding:\r\n")));
+        assert!(is_bad(body("Transfer-Encoding: ,\r\n")));
+        assert!(is_bad(body("Transfer-Encoding: xchunked\r\n")));
+        assert!(is_bad(body("Transfer-Encoding: chunked;q=1\r\n")));
+        assert!(is_bad(body("Transfer-Encoding: \"chunked\"\r\n")));
+        assert!(is_bad(body("Transfer-Encoding: chunked\x0b\r\n")));
+        // TE + CL, in both orders.
+        assert!(is_bad(body(
+            "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n"
+        )));
+        assert!(is_bad(body(
+            "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n"
+        )));
+        // TE in HTTP/1.0.
+        assert!(is_bad(body10("Transfer-Encoding: chunked\r\n")));
+        // Name variants are not our concern beyond exact names: these are
+        // different fields, and forwarded as such without framing meaning.
+        assert_eq!(
+            body("Transfer_Encoding: chunked\r\n"),
+            Ok(RequestBody::None)
+        );
+        assert!(is_bad(body("Transfer-Encoding : chunked\r\n")));
+        assert!(is_bad(body("X: 1\r\n Transfer-Encoding: chunked\r\n")));
+    }
+
+    #[test]
+    fn content_length_framing() {
+        assert_eq!(body("Content-Length: 0\r\n"), Ok(RequestBody::Length(0)));
+        assert_eq!(body("Content-Length: 42\r\n"), Ok(RequestBody::Length(42)));
+        assert_eq!(body("Content-Length: 5, 5\r\n"), Ok(RequestBody::Length(5)));
+        assert_eq!(
+            body("Content-Length: 5\r\ncontent-length: 5\r\n"),
+            Ok(RequestBody::Length(5))
+        );
+        assert_eq!(body10("Content-Length: 3\r\n"), Ok(RequestBody::Length(3)));
+        assert_eq!(
+            body("Content-Length: 9007199254740991\r\n"),
+            Ok(RequestBody::Length(MAX_CONTENT_LENGTH))
+        );
+        for v in [
+            "5, 6",
+            "-1",
+            "+5",
+            "0x5",
+            "5 5",
+            "",
+            "5,",
+            "1e3",
+            "9007199254740992",
+            "18446744073709551616",
+        ] {
+            assert!(is_bad(body(&format!("Content-Length: {v}\r\n"))), "{v}");
+        }
+        assert!(is_bad(body("Content-Length: 5\r\nContent-Length: 6\r\n")));
+        assert!(is_bad(body("Content-Length: 5\r\nContent-Length: \r\n")));
+        assert_eq!(body(""), Ok(RequestBody::None));
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        let ka = |buf: &[u8]| parse(buf).unwrap().keep_alive;
+        assert!(ka(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(!ka(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(!ka(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, CLOSE\r\n\r\n"
+        ));
+        assert!(!ka(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: te\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(ka(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: closed\r\n\r\n"
+        ));
+        assert!(!ka(b"GET / HTTP/1.0\r\n\r\n"));
+        assert!(ka(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
+        assert!(ka(
+            b"GET / HTTP/1.0\r\nConnection: x\r\nConnection: keep-alive\r\n\r\n"
+        ));
+        assert!(!ka(
+            b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n"
+        ));
+        // Keep-Alive is not Connection.
+        assert!(!ka(b"GET / HTTP/1.0\r\nKeep-Alive: 5\r\n\r\n"));
+    }
+
+    #[test]
+    fn expect_rules() {
+        let ex = |extra: &str| {
+            let buf = format!("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n{extra}\r\n");
+            parse(buf.as_bytes()).map(|h| h.expect_continue)
+        };
+        assert_eq!(ex(""), Ok(false));
+        assert_eq!(ex("Expect: 100-continue\r\n"), Ok(true));
+        assert_eq!(ex("Expect: 100-Continue \r\n"), Ok(true));
+        assert_eq!(ex("expect:\t100-CONTINUE\r\n"), Ok(true));
+        assert_eq!(
+            ex("Expect: 200-ok\r\n"),
+            Err(RequestError::ExpectationFailed)
+        );
+        assert_eq!(
+            ex("Expect: 100-continue, foo\r\n"),
+            Err(RequestError::ExpectationFailed)
+        );
+        assert_eq!(ex("Expect:\r\n"), Err(RequestError::ExpectationFailed));
+        // HTTP/1.0: ignored entirely (RFC 9110 §10.1.1).
+        let buf = b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n";
+        assert!(!parse(buf).unwrap().expect_continue);
+        let buf = b"POST / HTTP/1.0\r\nExpect: weird\r\n\r\n";
+        assert!(!parse(buf).unwrap().expect_continue);
+    }
+
+    #[test]
+    fn error_statuses() {
+        assert_eq!(RequestError::HeaderTooLarge.status(), 431);
+        assert_eq!(RequestError::TooManyHeaders.status(), 431);
+        assert_eq!(RequestError::UriTooLong.status(), 414);
+        assert_eq!(RequestError::BadRequest("x").status(), 400);
+        assert_eq!(RequestError::NotImplemented("x").status(), 501);
+        assert_eq!(RequestError::ExpectationFailed.status(), 417);
+        assert_eq!(RequestError::BadRequest("x").to_string(), "bad request: x");
+    }
+
+    #[test]
+    fn head_is_reused_without_reallocating() {
+        let mut head = RequestHead::new();
+        let a = b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nConnection: close\r\nX: 1\r\n\r\n";
+        assert_eq!(parse_request(a, &Limits::default(), &mut head), Ok(true));
+        let cap = head.headers.capacity();
+        let ptr = head.headers.as_ptr();
+        let b = b"GET /b HTTP/1.0\r\n\r\n";
+        assert_eq!(parse_request(b, &Limits::default(), &mut head), Ok(true));
+        assert_eq!(head.headers.len(), 0);
+        assert_eq!(head.headers.capacity(), cap);
+        assert_eq!(head.headers.as_ptr(), ptr);
+        assert_eq!(head.body, RequestBody::None);
+        assert_eq!(head.host, None);
+        assert!(!head.keep_alive);
+        assert_eq!(text(b, head.target), "/b");
+        // A failed parse leaves no stale state either.
+        assert!(parse_request(b"GET / HTTP/1.1\r\n\r\n", &Limits::default(), &mut head).is_err());
+        head.clear();
+        assert_eq!(head.head_len, 0);
+    }
+
+    #[test]
+    fn smuggling_classics() {
+        // CL.TE / TE.CL
+        assert!(is_bad(body(
+            "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n"
+        )));
+        // TE.TE with an obfuscated second coding
+        assert!(is_bad(body(
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n"
+        )));
+        assert!(is_bad(body("Transfer-Encoding: chunked, identity\r\n")));
+        // Header name with trailing whitespace / vertical tab tricks
+        assert!(is_bad(body("Transfer-Encoding\t: chunked\r\n")));
+        assert!(is_bad(body("Transfer-Encoding: \x0bchunked\r\n")));
+        // Duplicate, differing lengths
+        assert!(is_bad(body("Content-Length: 0\r\nContent-Length: 44\r\n")));
+        // Length with a sign or trailing junk
+        assert!(is_bad(body("Content-Length: +0\r\n")));
+        assert!(is_bad(body("Content-Length: 0 \x0b\r\n")));
+        // Bare CR as line terminator
+        assert!(bad(b"GET / HTTP/1.1\rHost: a\r\n\r\n"));
+        assert!(bad(b"GET / HTTP/1.1\r\nHost: a\rX: y\r\n\r\n"));
+    }
+}

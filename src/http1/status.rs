@@ -1,0 +1,173 @@
+//! Status codes: canonical reason phrases and the small responses the proxy
+//! generates itself (errors and 100 Continue).
+
+use std::io::Write;
+
+/// Sent to the client when it asked for `Expect: 100-continue` and the proxy
+/// is ready for the body.
+pub const CONTINUE_100: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// The RFC 9110 reason phrase for `status`, or "" for codes without one
+/// (the reason phrase is optional on the wire, so "" is always valid).
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
+        204 => "No Content",
+        205 => "Reset Content",
+        206 => "Partial Content",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Content",
+        426 => "Upgrade Required",
+        428 => "Precondition Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}
+
+/// Appends a complete plain-text response: `"<status> <reason>\n"` as body,
+/// with `Connection: close` when the proxy will close after sending it.
+pub fn error_response(status: u16, close: bool, out: &mut Vec<u8>) {
+    let reason = reason_phrase(status);
+    // "<status> <reason>\n", or "<status>\n" for a code without a phrase.
+    let body_len = decimal_len(status) + usize::from(!reason.is_empty()) + reason.len() + 1;
+    // Writes into a Vec cannot fail.
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {body_len}\r\n"
+    );
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    let _ = write!(out, "{status}");
+    if !reason.is_empty() {
+        out.push(b' ');
+        out.extend_from_slice(reason.as_bytes());
+    }
+    out.push(b'\n');
+}
+
+fn decimal_len(mut n: u16) -> usize {
+    let mut len = 1;
+    while n >= 10 {
+        n /= 10;
+        len += 1;
+    }
+    len
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn required_reasons() {
+        let expected = [
+            (100, "Continue"),
+            (400, "Bad Request"),
+            (401, "Unauthorized"),
+            (403, "Forbidden"),
+            (404, "Not Found"),
+            (405, "Method Not Allowed"),
+            (408, "Request Timeout"),
+            (411, "Length Required"),
+            (413, "Content Too Large"),
+            (414, "URI Too Long"),
+            (417, "Expectation Failed"),
+            (429, "Too Many Requests"),
+            (431, "Request Header Fields Too Large"),
+            (500, "Internal Server Error"),
+            (501, "Not Implemented"),
+            (502, "Bad Gateway"),
+            (503, "Service Unavailable"),
+            (504, "Gateway Timeout"),
+            (505, "HTTP Version Not Supported"),
+        ];
+        for (code, reason) in expected {
+            assert_eq!(reason_phrase(code), reason);
+        }
+        assert_eq!(reason_phrase(599), "");
+    }
+
+    #[test]
+    fn error_response_with_close() {
+        let mut out = Vec::new();
+        error_response(502, true, &mut out);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 16\r\n\
+              Connection: close\r\n\r\n502 Bad Gateway\n"
+        );
+    }
+
+    #[test]
+    fn error_response_keep_alive() {
+        let mut out = Vec::new();
+        error_response(404, false, &mut out);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n\r\n\
+              404 Not Found\n"
+        );
+    }
+
+    #[test]
+    fn error_response_body_length_matches() {
+        for code in [0, 7, 100, 400, 413, 431, 505, 599, 1000] {
+            let mut out = Vec::new();
+            error_response(code, false, &mut out);
+            let text = String::from_utf8(out).unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            let cl: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(cl, body.len(), "{code}");
+            assert!(body.starts_with(&code.to_string()));
+        }
+    }
+
+    #[test]
+    fn continue_100_bytes() {
+        assert_eq!(CONTINUE_100, b"HTTP/1.1 100 Continue\r\n\r\n");
+    }
+}

@@ -1,0 +1,121 @@
+//! Round-robin over the backend list, skipping backends that recently refused connections.
+//!
+//! Each shard has its own balancer, so the rotation and the back-off state need no
+//! synchronisation; with N shards each backend still gets an even share overall.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+pub struct Balancer {
+    backends: Vec<SocketAddr>,
+    down_until: Vec<Cell<Option<Instant>>>,
+    next: Cell<usize>,
+    backoff: Duration,
+}
+
+impl Balancer {
+    pub fn new(backends: Vec<SocketAddr>, backoff: Duration) -> Balancer {
+        let down_until = backends.iter().map(|_| Cell::new(None)).collect();
+        Balancer {
+            backends,
+            down_until,
+            next: Cell::new(0),
+            backoff,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.backends.len()
+    }
+
+    pub fn addr(&self, index: usize) -> SocketAddr {
+        self.backends[index]
+    }
+
+    /// The order in which to try backends for one request: the next one in rotation first,
+    /// then the others; backends in back-off go last, so that they are still tried when
+    /// nothing else is left (a single backend that refused once is not refused for good).
+    pub fn plan(&self, now: Instant) -> Plan {
+        let n = self.backends.len();
+        let first = self.next.get() % n;
+        self.next.set((first + 1) % n);
+        let mut order = [usize::MAX; MAX_PLAN];
+        let mut len = 0;
+        for pass_down in [false, true] {
+            for i in 0..n.min(MAX_PLAN) {
+                let idx = (first + i) % n;
+                let down = self.down_until[idx].get().is_some_and(|t| t > now);
+                if down == pass_down {
+                    order[len] = idx;
+                    len += 1;
+                }
+            }
+        }
+        Plan { order, len, pos: 0 }
+    }
+
+    /// Records a refused or failed connection: the backend is skipped for the back-off period.
+    pub fn mark_down(&self, index: usize, now: Instant) {
+        self.down_until[index].set(Some(now + self.backoff));
+    }
+
+    pub fn mark_up(&self, index: usize) {
+        if self.down_until[index].get().is_some() {
+            self.down_until[index].set(None);
+        }
+    }
+}
+
+/// A request tries at most this many distinct backends before giving up with 502.
+const MAX_PLAN: usize = 16;
+
+/// The backends one request may try, in order (no allocation).
+pub struct Plan {
+    order: [usize; MAX_PLAN],
+    len: usize,
+    pos: usize,
+}
+
+impl Iterator for Plan {
+    type Item = usize;
+    fn next(&mut self) -> Option<usize> {
+        if self.pos < self.len {
+            self.pos += 1;
+            Some(self.order[self.pos - 1])
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(n: usize) -> Vec<SocketAddr> {
+        (0..n)
+            .map(|i| SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16)))
+            .collect()
+    }
+
+    #[test]
+    fn rotates_evenly() {
+        let b = Balancer::new(addrs(3), Duration::from_secs(1));
+        let now = Instant::now();
+        let firsts: Vec<usize> = (0..6).map(|_| b.plan(now).next().unwrap()).collect();
+        assert_eq!(firsts, vec![0, 1, 2, 0, 1, 2]);
+        assert_eq!(b.plan(now).collect::<Vec<_>>(), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn down_backends_go_last_until_backoff_ends() {
+        let b = Balancer::new(addrs(2), Duration::from_secs(1));
+        let now = Instant::now();
+        b.mark_down(0, now);
+        assert_eq!(b.plan(now).collect::<Vec<_>>(), vec![1, 0]);
+        assert_eq!(b.plan(now).collect::<Vec<_>>(), vec![1, 0]);
+        let later = now + Duration::from_secs(2);
+        assert_eq!(b.plan(later).collect::<Vec<_>>(), vec![0, 1]);
+    }
+}

@@ -1,0 +1,157 @@
+//! Moving one message body, by its framing, from a [`Peer`] to the other side's socket.
+//!
+//! This is where framing meets the relay seam: Content-Length bodies and chunk data go
+//! through [`Relay::copy`]; chunk size lines and trailers are checked by the codec's
+//! [`ChunkedDecoder`] and written afresh, so that no framing byte the backend could read
+//! differently is ever passed through raw.
+
+use std::io;
+
+use futures_lite::AsyncWriteExt;
+use glommio::net::TcpStream;
+
+use super::peer::Peer;
+use crate::http1::{
+    encode_chunk_size, encode_last_chunk, Chunk, ChunkError, ChunkedDecoder, CHUNK_DATA_END,
+};
+use crate::relay::{Relay, RelayError};
+
+/// How the incoming body is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyIn {
+    Empty,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+/// Which side a body transfer failed on.
+#[derive(Debug)]
+pub enum BodyError {
+    /// Reading the source failed, it ended early, or its chunked framing is invalid.
+    Source(SourceError),
+    /// Writing to the destination failed.
+    Dest(io::Error),
+}
+
+#[derive(Debug)]
+pub enum SourceError {
+    Io(io::Error),
+    Eof,
+    Chunk(ChunkError),
+}
+
+/// Sends `pending` (usually the encoded head), then the body. A chunked body is re-chunked
+/// when `rechunk` is true and de-chunked (data only) otherwise.
+pub async fn transfer(
+    src: &mut Peer,
+    dst: &mut TcpStream,
+    body: BodyIn,
+    rechunk: bool,
+    relay: &Relay,
+    pending: &mut Vec<u8>,
+    decoder: &mut ChunkedDecoder,
+) -> Result<(), BodyError> {
+    match body {
+        BodyIn::Empty => flush(dst, pending).await,
+        BodyIn::Length(n) => {
+            let take = (src.buffered().len() as u64).min(n) as usize;
+            pending.extend_from_slice(&src.buffered()[..take]);
+            src.consume(take);
+            flush(dst, pending).await?;
+            copy(relay, src, dst, Some(n - take as u64)).await
+        }
+        BodyIn::UntilClose => {
+            pending.extend_from_slice(src.buffered());
+            let all = src.buffered().len();
+            src.consume(all);
+            flush(dst, pending).await?;
+            copy(relay, src, dst, None).await
+        }
+        BodyIn::Chunked => dechunk(src, dst, rechunk, relay, pending, decoder).await,
+    }
+}
+
+async fn dechunk(
+    src: &mut Peer,
+    dst: &mut TcpStream,
+    rechunk: bool,
+    relay: &Relay,
+    pending: &mut Vec<u8>,
+    decoder: &mut ChunkedDecoder,
+) -> Result<(), BodyError> {
+    decoder.reset();
+    loop {
+        let (used, event) = decoder
+            .feed(src.buffered())
+            .map_err(|e| BodyError::Source(SourceError::Chunk(e)))?;
+        match event {
+            Chunk::Data { len } => {
+                // Each chunk is moved whole in this arm, so every Data event starts a chunk,
+                // and the chunk goes out with the same size (extensions dropped).
+                src.consume(used);
+                if rechunk {
+                    encode_chunk_size(len, pending);
+                }
+                let take = (src.buffered().len() as u64).min(len) as usize;
+                pending.extend_from_slice(&src.buffered()[..take]);
+                src.consume(take);
+                decoder.data_consumed(take as u64);
+                let rest = len - take as u64;
+                if rest > 0 {
+                    flush(dst, pending).await?;
+                    copy(relay, src, dst, Some(rest)).await?;
+                    decoder.data_consumed(rest);
+                }
+                if rechunk {
+                    pending.extend_from_slice(CHUNK_DATA_END);
+                }
+            }
+            Chunk::Incomplete => {
+                src.consume(used);
+                // Send what we have before waiting: the peer may be waiting for it.
+                flush(dst, pending).await?;
+                if src.is_full() {
+                    return Err(BodyError::Source(SourceError::Chunk(
+                        ChunkError::LineTooLong,
+                    )));
+                }
+                match src.fill().await {
+                    Ok(0) => return Err(BodyError::Source(SourceError::Eof)),
+                    Ok(_) => {}
+                    Err(e) => return Err(BodyError::Source(SourceError::Io(e))),
+                }
+            }
+            Chunk::End { trailers } => {
+                if rechunk {
+                    encode_last_chunk(&src.buffered()[trailers], pending);
+                }
+                src.consume(used);
+                return flush(dst, pending).await;
+            }
+        }
+    }
+}
+
+async fn copy(
+    relay: &Relay,
+    src: &mut Peer,
+    dst: &mut TcpStream,
+    len: Option<u64>,
+) -> Result<(), BodyError> {
+    match relay.copy(&mut src.stream, dst, len).await {
+        Ok(_) => Ok(()),
+        Err(RelayError::Read(e)) => Err(BodyError::Source(SourceError::Io(e))),
+        Err(RelayError::UnexpectedEof) => Err(BodyError::Source(SourceError::Eof)),
+        Err(RelayError::Write(e)) => Err(BodyError::Dest(e)),
+    }
+}
+
+async fn flush(dst: &mut TcpStream, pending: &mut Vec<u8>) -> Result<(), BodyError> {
+    if !pending.is_empty() {
+        let r = dst.write_all(pending).await;
+        pending.clear();
+        r.map_err(BodyError::Dest)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! A client connection: the accept-to-close loop and the decode phase.
+//!
+//! State between requests is explicit: a connection is either waiting for the first byte of
+//! a request (keep-alive idle, closed silently on timeout or shutdown) or reading a head under
+//! an absolute deadline (408 when it passes, against slowloris), then handing the parsed head
+//! to [`exchange`]. Pipelined requests are served in order from the same buffer.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures_lite::future;
+use glommio::net::TcpStream;
+use glommio::timer::Timer;
+
+use super::error::{ErrorKind, ProxyError};
+use super::exchange::{exchange, Next};
+use super::peer::Peer;
+use super::{Scratch, Shard};
+use crate::http1::{error_response, parse_request, ForwardInfo, RequestError};
+
+/// Serves one client connection until it closes, fails, times out or the shard drains.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer_addr: SocketAddr) {
+    let _ = stream.set_write_timeout(Some(shard.config.send_timeout));
+    let mut client = Peer::new(stream, shard.head_buffer_max);
+    let mut s = Scratch::new(shard.config.limits);
+    let info = ForwardInfo {
+        client_ip: peer_addr.ip(),
+        proto: "http",
+        via: super::VIA,
+        default_host: &shard.default_host,
+    };
+    let accepted = Instant::now();
+    let mut first = true;
+    loop {
+        let head = read_head(&shard, &mut client, &mut s, first, accepted).await;
+        first = false;
+        let result = match head {
+            Ok(true) => {
+                shard.stats.inc(&shard.stats.requests);
+                exchange(&shard, &mut client, &mut s, &info).await
+            }
+            Ok(false) => return,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(Next::KeepAlive) => {}
+            Ok(Next::Close) => return,
+            Err(e) => {
+                shard.stats.count_error(&e);
+                log::debug!("{peer_addr}: {e}");
+                if let Some(status) = e.status() {
+                    s.out.clear();
+                    error_response(status, true, &mut s.out);
+                    let _ = client.write_all(&s.out).await;
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// The decode phase. Ok(true): a request head is parsed into `s.req` and sits at the front
+/// of the client's buffer. Ok(false): the connection ends quietly (closed by the client,
+/// idle timeout, or shutdown while idle).
+async fn read_head(
+    shard: &Shard,
+    client: &mut Peer,
+    s: &mut Scratch,
+    first: bool,
+    accepted: Instant,
+) -> Result<bool, ProxyError> {
+    let cfg = &shard.config;
+    if client.buffered().is_empty() {
+        // Idle: the first request of a connection has the header timeout from accept, later
+        // ones the keep-alive timeout. Shutdown closes idle connections at once.
+        let idle_deadline = if first {
+            accepted + cfg.client_header_timeout
+        } else {
+            Instant::now() + cfg.client_keepalive_timeout
+        };
+        if shard.shutdown.is_triggered() {
+            return Ok(false);
+        }
+        let read = future::or(
+            async { Wait::Read(client.fill().await) },
+            future::or(
+                async {
+                    sleep_until(idle_deadline).await;
+                    Wait::Timeout
+                },
+                async {
+                    shard.shutdown.wait().await;
+                    Wait::Timeout
+                },
+            ),
+        )
+        .await;
+        match read {
+            Wait::Read(Ok(n)) if n > 0 => {}
+            _ => return Ok(false),
+        }
+    }
+    let deadline = if first {
+        accepted + cfg.client_header_timeout
+    } else {
+        Instant::now() + cfg.client_header_timeout
+    };
+    loop {
+        match parse_request(client.buffered(), &cfg.limits, &mut s.req) {
+            Ok(true) => return Ok(true),
+            Ok(false) => {}
+            Err(e) => return Err(ProxyError::new(ErrorKind::BadRequest(e))),
+        }
+        if client.is_full() {
+            return Err(ProxyError::new(ErrorKind::BadRequest(
+                RequestError::HeaderTooLarge,
+            )));
+        }
+        let read = future::or(async { Wait::Read(client.fill().await) }, async {
+            sleep_until(deadline).await;
+            Wait::Timeout
+        })
+        .await;
+        match read {
+            Wait::Read(Ok(0)) => return Ok(false),
+            Wait::Read(Ok(_)) => {}
+            Wait::Read(Err(e)) => return Err(ProxyError::client_io(e)),
+            Wait::Timeout => return Err(ProxyError::new(ErrorKind::HeaderTimeout)),
+        }
+    }
+}
+
+enum Wait {
+    Read(std::io::Result<usize>),
+    Timeout,
+}
+
+async fn sleep_until(deadline: Instant) {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left > Duration::ZERO {
+        Timer::new(left).await;
+    }
+}

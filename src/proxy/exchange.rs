@@ -1,0 +1,246 @@
+//! One request/response exchange: the forward and relay phases.
+//!
+//! Entered with a parsed request head at the front of the client's buffer; returns whether the
+//! client connection may carry another request. The request body is sent completely before the
+//! response is read (a backend that answers early still has its answer relayed after that).
+
+use std::io;
+use std::time::Instant;
+
+use futures_lite::AsyncWriteExt;
+
+use super::backend::{connect, BackendConn};
+use super::body::{transfer, BodyError, BodyIn, SourceError};
+use super::error::{ErrorKind, ProxyError};
+use super::peer::Peer;
+use super::{Scratch, Shard};
+use crate::http1::{
+    encode_request, encode_response, parse_response, ForwardInfo, Method, OutFraming, RequestBody,
+    ResponseBody, ResponseError, Version, CONTINUE_100,
+};
+
+/// What the client connection does after a successful exchange.
+pub enum Next {
+    KeepAlive,
+    Close,
+}
+
+pub async fn exchange(
+    shard: &Shard,
+    client: &mut Peer,
+    s: &mut Scratch,
+    info: &ForwardInfo<'_>,
+) -> Result<Next, ProxyError> {
+    // Forward phase: the head for the backend is encoded once; the client's head bytes are
+    // then consumed, so what follows in the buffer is the body (or the next request).
+    s.out.clear();
+    encode_request(client.buffered(), &s.req, info, &mut s.out);
+    client.consume(s.req.head_len);
+    let method = s.req.method;
+    let body = match s.req.body {
+        RequestBody::None => BodyIn::Empty,
+        RequestBody::Length(n) => BodyIn::Length(n),
+        RequestBody::Chunked => BodyIn::Chunked,
+    };
+    // A request can be sent again only if nothing of it is lost by the first attempt.
+    let replayable = method.is_idempotent() && body == BodyIn::Empty;
+
+    let mut fresh = false;
+    let mut backend = loop {
+        let mut conn = connect(shard, fresh).await?;
+        let sent = if body == BodyIn::Empty {
+            conn.peer.write_all(&s.out).await.map_err(|e| {
+                // Nothing of a response can have arrived yet.
+                let mut e = ProxyError::backend_io(e);
+                e.retry_safe = matches!(e.kind, ErrorKind::BackendClosed);
+                e
+            })
+        } else {
+            send_body(shard, client, &mut conn, body, s).await
+        };
+        let result = match sent {
+            Ok(()) => read_response_head(&mut conn.peer, method, s).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => break conn,
+            Err(e) => {
+                if conn.reused && replayable && !fresh && e.retry_safe {
+                    // The stale keep-alive race: the backend closed this idle connection
+                    // just as we reused it. Try once more on a new connection.
+                    log::debug!("retrying on a fresh connection after {e}");
+                    shard.stats.inc(&shard.stats.backend_retries);
+                    fresh = true;
+                    continue;
+                }
+                return Err(e);
+            }
+        }
+    };
+
+    // Relay phase: the response head, then its body.
+    let resp_body = match s.resp.body {
+        ResponseBody::None => BodyIn::Empty,
+        ResponseBody::Length(n) => BodyIn::Length(n),
+        ResponseBody::Chunked => BodyIn::Chunked,
+        ResponseBody::CloseDelimited => BodyIn::UntilClose,
+    };
+    let client_version = s.req.version;
+    let (framing, rechunk) = match resp_body {
+        BodyIn::Empty => (OutFraming::None, false),
+        BodyIn::Length(n) => (OutFraming::Length(n), false),
+        BodyIn::Chunked if client_version == Version::Http11 => (OutFraming::Chunked, true),
+        // HTTP/1.0 clients do not know chunked: they get the data, delimited by close.
+        BodyIn::Chunked | BodyIn::UntilClose => (OutFraming::Close, false),
+    };
+    let keep_alive =
+        s.req.keep_alive && framing != OutFraming::Close && !shard.shutdown.is_triggered();
+    s.out.clear();
+    encode_response(
+        backend.peer.buffered(),
+        &s.resp,
+        framing,
+        client_version,
+        keep_alive,
+        super::VIA,
+        &mut s.out,
+    );
+    backend.peer.consume(s.resp.head_len);
+    let backend_reusable = s.resp.keep_alive;
+    let relayed = transfer(
+        &mut backend.peer,
+        &mut client.stream,
+        resp_body,
+        rechunk,
+        &shard.relay,
+        &mut s.out,
+        &mut s.decoder,
+    )
+    .await;
+    if let Err(err) = relayed {
+        // The head goes out with the first body bytes: if it is still pending, nothing
+        // reached the client and a 502 can still be sent.
+        let mut e = match err {
+            BodyError::Source(SourceError::Io(e)) => ProxyError::backend_io(e),
+            BodyError::Source(SourceError::Eof) => ProxyError::new(ErrorKind::BackendClosed),
+            BodyError::Source(SourceError::Chunk(c)) => {
+                ProxyError::new(ErrorKind::BadResponseBody(c))
+            }
+            BodyError::Dest(e) => ProxyError::client_io(e),
+        };
+        e.response_started = s.out.is_empty();
+        return Err(e);
+    }
+    if backend_reusable && backend.peer.buffered().is_empty() {
+        shard
+            .pool
+            .put(backend.backend, backend.peer, Instant::now());
+    }
+    Ok(if keep_alive {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    })
+}
+
+/// Sends the head and the request body; answers `Expect: 100-continue` itself once the
+/// backend has the head, so that the client does not wait for a 100 the backend never sees.
+async fn send_body(
+    shard: &Shard,
+    client: &mut Peer,
+    conn: &mut BackendConn,
+    body: BodyIn,
+    s: &mut Scratch,
+) -> Result<(), ProxyError> {
+    if s.req.expect_continue && client.buffered().is_empty() {
+        conn.peer
+            .write_all(&s.out)
+            .await
+            .map_err(ProxyError::backend_io)?;
+        s.out.clear();
+        client
+            .stream
+            .write_all(CONTINUE_100)
+            .await
+            .map_err(ProxyError::client_io)?;
+    }
+    let cfg = &shard.config;
+    let _ = client
+        .stream
+        .set_read_timeout(Some(cfg.client_body_timeout));
+    let r = transfer(
+        client,
+        &mut conn.peer.stream,
+        body,
+        true,
+        &shard.relay,
+        &mut s.out,
+        &mut s.decoder,
+    )
+    .await;
+    let _ = client.stream.set_read_timeout(None);
+    r.map_err(|err| match err {
+        BodyError::Source(SourceError::Io(e)) if e.kind() == io::ErrorKind::TimedOut => {
+            // A client that stops sending its body gets 408, as with a slow head.
+            ProxyError::new(ErrorKind::HeaderTimeout)
+        }
+        BodyError::Source(SourceError::Io(e)) => ProxyError::client_io(e),
+        BodyError::Source(SourceError::Eof) => ProxyError::new(ErrorKind::ClientEof),
+        BodyError::Source(SourceError::Chunk(c)) => ProxyError::new(ErrorKind::BadRequestBody(c)),
+        BodyError::Dest(e) => ProxyError::backend_io(e),
+    })
+}
+
+/// Reads the backend's response head into `s.resp`, skipping interim 1xx responses.
+async fn read_response_head(
+    peer: &mut Peer,
+    method: Method,
+    s: &mut Scratch,
+) -> Result<(), ProxyError> {
+    let mut got_bytes = false;
+    loop {
+        if !peer.buffered().is_empty() {
+            got_bytes = true;
+            let complete = parse_response(peer.buffered(), &s.limits, method, &mut s.resp)
+                .map_err(|e| ProxyError::new(ErrorKind::BadResponse(e)))?;
+            if complete {
+                match s.resp.status {
+                    101 => {
+                        return Err(ProxyError::new(ErrorKind::BadResponse(
+                            ResponseError::Malformed("101 without an upgrade request"),
+                        )))
+                    }
+                    100..=199 => {
+                        // Interim responses (100, 103) are not relayed: corelay answers
+                        // Expect itself, and early hints are optional.
+                        peer.consume(s.resp.head_len);
+                        continue;
+                    }
+                    _ => return Ok(()),
+                }
+            }
+        }
+        match peer.fill().await {
+            Ok(0) => {
+                let mut e = ProxyError::new(if got_bytes {
+                    ErrorKind::BadResponse(ResponseError::Malformed("truncated head"))
+                } else {
+                    ErrorKind::BackendClosed
+                });
+                e.retry_safe = !got_bytes;
+                return Err(e);
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::OutOfMemory => {
+                return Err(ProxyError::new(ErrorKind::BadResponse(
+                    ResponseError::HeaderTooLarge,
+                )))
+            }
+            Err(e) => {
+                let mut e = ProxyError::backend_io(e);
+                e.retry_safe = !got_bytes && matches!(e.kind, ErrorKind::BackendClosed);
+                return Err(e);
+            }
+        }
+    }
+}

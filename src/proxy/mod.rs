@@ -1,0 +1,133 @@
+//! The proxy: what one shard runs for each client connection.
+//!
+//! A request passes through named phases, each in one place:
+//! accept (`shards` crate) → decode ([`client`]) → authorize (none yet) → route and connect
+//! ([`backend`]) → forward and relay ([`exchange`], bodies in [`body`] through the relay seam)
+//! → log (stats). Errors from every phase become a [`ProxyError`], which alone decides the
+//! status code.
+
+mod backend;
+mod balancer;
+mod body;
+mod client;
+mod error;
+mod exchange;
+mod peer;
+mod pool;
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use error::{ProxyError, Side};
+
+use crate::config::Config;
+use crate::http1::{ChunkedDecoder, Limits, RequestHead, ResponseHead, MAX_TRAILER_BYTES};
+use crate::metrics::ProxyStats;
+use crate::relay::{BufferPool, Relay};
+use balancer::Balancer;
+use pool::Pool;
+
+/// The token corelay adds to `Via` headers.
+pub const VIA: &str = "corelay";
+
+/// Everything one shard's connections share. Lives on the shard's thread only.
+pub struct Shard {
+    pub config: Arc<Config>,
+    pub balancer: Balancer,
+    pub pool: Pool,
+    pub relay: Relay,
+    pub stats: Arc<ProxyStats>,
+    pub shutdown: shards::Shutdown,
+    /// Host sent to backends for HTTP/1.0 requests that carry none.
+    pub default_host: String,
+    /// A head buffer may grow to hold a full head or a full chunked trailer section.
+    pub head_buffer_max: usize,
+}
+
+impl Shard {
+    pub fn new(config: Arc<Config>, stats: Arc<ProxyStats>, shutdown: shards::Shutdown) -> Shard {
+        let first = config.backends[0];
+        Shard {
+            balancer: Balancer::new(config.backends.clone(), config.backend_retry_backoff),
+            pool: Pool::new(
+                config.backends.len(),
+                config.backend_max_idle,
+                config.backend_idle_timeout,
+            ),
+            relay: Relay::new(BufferPool::new(config.buffer_ring_size, config.buffer_size)),
+            stats,
+            shutdown,
+            default_host: first.to_string(),
+            head_buffer_max: config.limits.max_header_bytes.max(MAX_TRAILER_BYTES + 1024),
+            config,
+        }
+    }
+
+    /// Closes idle backend connections past their idle timeout, until shutdown; then closes all.
+    async fn sweep_pool(self: Rc<Self>) {
+        let period = (self.config.backend_idle_timeout / 2)
+            .clamp(Duration::from_millis(100), Duration::from_secs(1));
+        loop {
+            let tick = futures_lite::future::or(
+                async {
+                    glommio::timer::sleep(period).await;
+                    true
+                },
+                async {
+                    self.shutdown.wait().await;
+                    false
+                },
+            )
+            .await;
+            if !tick {
+                self.pool.clear();
+                return;
+            }
+            self.pool.sweep(Instant::now());
+            self.stats.set(
+                &self.stats.relay_buffers_free,
+                self.relay.pool().free() as u64,
+            );
+            self.stats
+                .set(&self.stats.backend_idle, self.pool.idle_count() as u64);
+        }
+    }
+}
+
+/// Per-connection parse state, reused across the connection's requests.
+pub struct Scratch {
+    pub limits: Limits,
+    pub req: RequestHead,
+    pub resp: ResponseHead,
+    pub decoder: ChunkedDecoder,
+    /// Encoded heads and small body pieces waiting to be written.
+    pub out: Vec<u8>,
+}
+
+impl Scratch {
+    fn new(limits: Limits) -> Scratch {
+        Scratch {
+            limits,
+            req: RequestHead::new(),
+            resp: ResponseHead::new(),
+            decoder: ChunkedDecoder::new(),
+            out: Vec::with_capacity(1024),
+        }
+    }
+}
+
+/// Builds a shard's connection handler; called once on each shard's thread.
+pub fn handler(
+    config: Arc<Config>,
+    stats: Arc<ProxyStats>,
+    ctx: &shards::ShardContext,
+) -> impl Fn(glommio::net::TcpStream, std::net::SocketAddr) -> futures_lite::future::BoxedLocal<()>
+{
+    let shard = Rc::new(Shard::new(config, stats, ctx.shutdown.clone()));
+    glommio::spawn_local(shard.clone().sweep_pool()).detach();
+    move |stream, peer| {
+        let shard = shard.clone();
+        Box::pin(client::serve(shard, stream, peer))
+    }
+}
