@@ -199,3 +199,298 @@ pub fn encode_last_chunk(trailers: &[u8], out: &mut Vec<u8>) {
     trailer::write_allowed(trailers, out);
     out.extend_from_slice(b"\r\n");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a caller sees: body data and trailers, or the first error.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Decoded {
+        data: Vec<u8>,
+        trailers: Vec<u8>,
+        /// Bytes of the input used by the body (framing + data).
+        used: usize,
+    }
+
+    /// Decodes `input` delivered in pieces split at `splits`, moving data
+    /// the way the relay does (only what is in its buffer).
+    fn decode_split(input: &[u8], splits: &[usize]) -> Result<Option<Decoded>, ChunkError> {
+        let mut dec = ChunkedDecoder::new();
+        let mut buf: Vec<u8> = Vec::new();
+        let mut out = Decoded {
+            data: Vec::new(),
+            trailers: Vec::new(),
+            used: 0,
+        };
+        let mut fed = 0;
+        let mut bounds = splits.to_vec();
+        bounds.push(input.len());
+        for &end in &bounds {
+            buf.extend_from_slice(&input[fed..end]);
+            fed = end;
+            loop {
+                let (n, ev) = dec.feed(&buf)?;
+                if let Chunk::End { trailers } = &ev {
+                    out.trailers = buf[trailers.clone()].to_vec();
+                }
+                buf.drain(..n);
+                out.used += n;
+                match ev {
+                    Chunk::Data { len } => {
+                        let take = (len as usize).min(buf.len());
+                        if take == 0 {
+                            break;
+                        }
+                        out.data.extend(buf.drain(..take));
+                        out.used += take;
+                        dec.data_consumed(take as u64);
+                    }
+                    Chunk::Incomplete => break,
+                    Chunk::End { .. } => {
+                        assert!(dec.is_done());
+                        return Ok(Some(out));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn decode(input: &[u8]) -> Result<Option<Decoded>, ChunkError> {
+        decode_split(input, &[])
+    }
+
+    /// The whole-input result, checked against every single split point and
+    /// against byte-at-a-time feeding.
+    fn decode_all_ways(input: &[u8]) -> Result<Option<Decoded>, ChunkError> {
+        let whole = decode(input);
+        for i in 0..=input.len() {
+            assert_eq!(decode_split(input, &[i]), whole, "split at {i}");
+        }
+        let bytes: Vec<usize> = (1..input.len()).collect();
+        assert_eq!(decode_split(input, &bytes), whole, "byte by byte");
+        whole
+    }
+
+    fn ok(data: &[u8], trailers: &[u8], used: usize) -> Result<Option<Decoded>, ChunkError> {
+        Ok(Some(Decoded {
+            data: data.to_vec(),
+            trailers: trailers.to_vec(),
+            used,
+        }))
+    }
+
+    #[test]
+    fn simple_body() {
+        let input = b"4\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\n\r\nNEXT";
+        assert_eq!(
+            decode_all_ways(input),
+            ok(b"Wikipedia in\r\n\r\nchunks.", b"", input.len() - 4)
+        );
+    }
+
+    #[test]
+    fn extensions_and_trailers() {
+        let input = b"3;name=\"v;al\"\r\nabc\r\n0;last\r\nX-Sum: 1\r\nY: 2\r\n\r\n";
+        assert_eq!(
+            decode_all_ways(input),
+            ok(b"abc", b"X-Sum: 1\r\nY: 2\r\n", input.len())
+        );
+    }
+
+    #[test]
+    fn empty_body() {
+        assert_eq!(decode_all_ways(b"0\r\n\r\n"), ok(b"", b"", 5));
+        assert_eq!(decode_all_ways(b"000\r\n\r\n"), ok(b"", b"", 7));
+    }
+
+    #[test]
+    fn incomplete_body() {
+        assert_eq!(decode_all_ways(b"5\r\nab"), Ok(None));
+        assert_eq!(decode_all_ways(b"5\r\nabcde\r\n0\r\nX: 1\r\n"), Ok(None));
+    }
+
+    #[test]
+    fn feed_contract() {
+        let mut d = ChunkedDecoder::new();
+        assert_eq!(d.feed(b"5\r"), Ok((0, Chunk::Incomplete)));
+        assert_eq!(d.feed(b"5\r\nhel"), Ok((3, Chunk::Data { len: 5 })));
+        // Data pending: nothing more is consumed.
+        assert_eq!(d.feed(b"hel"), Ok((0, Chunk::Data { len: 5 })));
+        d.data_consumed(3);
+        assert_eq!(d.feed(b"lo"), Ok((0, Chunk::Data { len: 2 })));
+        d.data_consumed(2);
+        // The CRLF after data is consumed even when the next line is partial.
+        assert_eq!(d.feed(b"\r\n1"), Ok((2, Chunk::Incomplete)));
+        assert_eq!(d.feed(b"1\r\nx\r\n0\r\nA"), Ok((3, Chunk::Data { len: 1 })));
+        d.data_consumed(1);
+        // The last-chunk line is consumed; the trailer section is not, until complete.
+        assert_eq!(d.feed(b"\r\n0\r\nA"), Ok((5, Chunk::Incomplete)));
+        assert_eq!(d.feed(b"A"), Ok((0, Chunk::Incomplete)));
+        assert_eq!(
+            d.feed(b"A: b\r\n\r\nrest"),
+            Ok((8, Chunk::End { trailers: 0..6 }))
+        );
+        assert!(d.is_done());
+        assert_eq!(d.feed(b"rest"), Ok((0, Chunk::End { trailers: 0..0 })));
+        d.reset();
+        assert!(!d.is_done());
+        assert_eq!(d.feed(b"0\r\n\r\n"), Ok((5, Chunk::End { trailers: 3..3 })));
+    }
+
+    #[test]
+    fn missing_crlf_after_data() {
+        for bad in [
+            &b"3\r\nabcX\r\n0\r\n\r\n"[..],
+            b"3\r\nabc\rX0\r\n\r\n",
+            b"3\r\nabc\n0\r\n\r\n",
+            b"3\r\nabcd\r\n0\r\n\r\n",
+            b"3\r\nab\r\n0\r\n\r\n",
+        ] {
+            assert_eq!(
+                decode_all_ways(bad),
+                Err(ChunkError::MissingCrlfAfterData),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn bad_size_lines() {
+        for bad in [
+            &b"\r\n"[..],
+            b"5 \r\nhello\r\n0\r\n\r\n",
+            b"5\nhello\r\n0\r\n\r\n",
+            b"0x5\r\nhello\r\n0\r\n\r\n",
+            b"+5\r\nhello\r\n0\r\n\r\n",
+            b"-1\r\n",
+            b"5;a\x00\r\nhello\r\n0\r\n\r\n",
+            b"5;\r\nhello\r\n0\r\n\r\n",
+            b"0\n\r\n",
+            b"0 \r\n\r\n",
+            b"5\r\nhello\r\n\r\n",
+            b"5\r\nhello\r\nz\r\n",
+        ] {
+            assert_eq!(
+                decode_all_ways(bad),
+                Err(ChunkError::BadSizeLine),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn size_limits() {
+        assert_eq!(
+            decode_all_ways(b"10000000000000000\r\n"),
+            Err(ChunkError::SizeOverflow)
+        );
+        let mut d = ChunkedDecoder::new();
+        assert_eq!(
+            d.feed(b"ffffffffffffffff\r\n"),
+            Ok((18, Chunk::Data { len: u64::MAX }))
+        );
+        let mut long = b"5;x=".to_vec();
+        long.resize(MAX_CHUNK_LINE + 10, b'a');
+        assert_eq!(decode(&long), Err(ChunkError::LineTooLong));
+        let mut endless = b"0\r\nX: ".to_vec();
+        endless.resize(MAX_TRAILER_BYTES + 10, b'v');
+        assert_eq!(decode(&endless), Err(ChunkError::TrailersTooLarge));
+    }
+
+    #[test]
+    fn bad_trailers() {
+        for bad in [
+            &b"0\r\nX: 1\n\r\n"[..],
+            b"0\r\nX : 1\r\n\r\n",
+            b"0\r\nX: 1\r\n folded\r\n\r\n",
+            b"0\r\nX: a\x00\r\n\r\n",
+            b"0\r\nnocolon\r\n\r\n",
+            b"0\r\n\n",
+            b"0\r\n\rX",
+        ] {
+            assert_eq!(
+                decode_all_ways(bad),
+                Err(ChunkError::BadTrailer),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn smuggling_shapes() {
+        // A second request hidden after a lenient parser's idea of the end.
+        let hidden = b"0\r\n\r\nGET /admin HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(decode_all_ways(hidden), ok(b"", b"", 5));
+        // Size with trailing junk that lenient parsers skip.
+        assert_eq!(
+            decode_all_ways(b"5\x00\r\nhello\r\n0\r\n\r\n"),
+            Err(ChunkError::BadSizeLine)
+        );
+        assert_eq!(
+            decode_all_ways(b"5\t\r\nhello\r\n0\r\n\r\n"),
+            Err(ChunkError::BadSizeLine)
+        );
+        // Bare LF as line terminator after data.
+        assert_eq!(
+            decode_all_ways(b"5\r\nhello\n0\r\n\r\n"),
+            Err(ChunkError::MissingCrlfAfterData)
+        );
+        // Extension hiding a CRLF inside a quoted string.
+        assert_eq!(
+            decode_all_ways(b"5;a=\"\r\n\"\r\nhello\r\n0\r\n\r\n"),
+            Err(ChunkError::BadSizeLine)
+        );
+    }
+
+    #[test]
+    fn encode_sizes() {
+        let mut out = Vec::new();
+        encode_chunk_size(0, &mut out);
+        encode_chunk_size(255, &mut out);
+        encode_chunk_size(u64::MAX, &mut out);
+        assert_eq!(out, b"0\r\nff\r\nffffffffffffffff\r\n");
+        assert_eq!(CHUNK_DATA_END, b"\r\n");
+    }
+
+    #[test]
+    fn encode_last_chunk_filters_trailers() {
+        let mut out = Vec::new();
+        encode_last_chunk(b"", &mut out);
+        assert_eq!(out, b"0\r\n\r\n");
+        let mut out = Vec::new();
+        encode_last_chunk(
+            b"X-Sum: 1\r\nContent-Length: 9\r\nTransfer-Encoding: x\r\nHost: e\r\n\
+              Connection: close\r\nKeep-Alive: 1\r\nTE: t\r\nTrailer: x\r\nUpgrade: u\r\n\
+              Proxy-Connection: p\r\nServer-Timing: a\r\n",
+            &mut out,
+        );
+        assert_eq!(out, b"0\r\nX-Sum: 1\r\nServer-Timing: a\r\n\r\n");
+    }
+
+    #[test]
+    fn roundtrip_through_encoder() {
+        let input = b"3\r\nabc\r\n0\r\nX-Sum: 1\r\nHost: evil\r\n\r\n";
+        let mut d = ChunkedDecoder::new();
+        let mut out = Vec::new();
+        let (n, ev) = d.feed(input).unwrap();
+        assert_eq!(ev, Chunk::Data { len: 3 });
+        encode_chunk_size(3, &mut out);
+        out.extend_from_slice(&input[n..n + 3]);
+        out.extend_from_slice(CHUNK_DATA_END);
+        d.data_consumed(3);
+        let rest = &input[n + 3..];
+        let (m, ev) = d.feed(rest).unwrap();
+        assert_eq!(m, rest.len());
+        let Chunk::End { trailers } = ev else {
+            panic!("{ev:?}")
+        };
+        encode_last_chunk(&rest[trailers], &mut out);
+        assert_eq!(out, b"3\r\nabc\r\n0\r\nX-Sum: 1\r\n\r\n");
+        assert_eq!(decode(&out), ok(b"abc", b"X-Sum: 1\r\n", out.len()));
+    }
+}

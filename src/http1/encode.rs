@@ -182,3 +182,260 @@ fn write_via(buf: &[u8], headers: &[HeaderSpan], received: Version, via: &str, o
     out.extend_from_slice(via.as_bytes());
     out.extend_from_slice(b"\r\n");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http1::limits::Limits;
+    use crate::http1::request::parse_request;
+    use crate::http1::response::{parse_response, ResponseHead};
+
+    fn info() -> ForwardInfo<'static> {
+        ForwardInfo {
+            client_ip: "192.0.2.7".parse().unwrap(),
+            proto: "http",
+            via: "corelay",
+            default_host: "backend.local",
+        }
+    }
+
+    fn forward(buf: &[u8]) -> String {
+        let mut head = RequestHead::new();
+        assert_eq!(parse_request(buf, &Limits::default(), &mut head), Ok(true));
+        let mut out = Vec::new();
+        encode_request(buf, &head, &info(), &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn request_minimal() {
+        assert_eq!(
+            forward(b"GET /a?b HTTP/1.1\r\nhost: example.com\r\n\r\n"),
+            "GET /a?b HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-For: 192.0.2.7\r\n\
+             X-Forwarded-Proto: http\r\nVia: 1.1 corelay\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn request_hop_by_hop_and_rewritten_fields_are_dropped() {
+        let out = forward(
+            b"POST /p HTTP/1.1\r\nHost: h\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\n\
+              Keep-Alive: 5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\nTrailer: X\r\n\
+              Upgrade: h2c\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\
+              X-Forwarded-Proto: https\r\nX-Keep: yes\r\nCase-Preserved: V\r\n\r\n",
+        );
+        assert_eq!(
+            out,
+            "POST /p HTTP/1.1\r\nHost: h\r\nX-Keep: yes\r\nCase-Preserved: V\r\n\
+             X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\nVia: 1.1 corelay\r\n\
+             Content-Length: 3\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn request_proxy_fields_are_merged() {
+        let out = forward(
+            b"GET / HTTP/1.1\r\nX-Forwarded-For: 10.0.0.1\r\nHost: h\r\nVia: 1.0 fred\r\n\
+              x-forwarded-for: 10.0.0.2, 10.0.0.3\r\nX-Forwarded-For:\r\nVia: 1.1 p\r\n\r\n",
+        );
+        assert_eq!(
+            out,
+            "GET / HTTP/1.1\r\nHost: h\r\n\
+             X-Forwarded-For: 10.0.0.1, 10.0.0.2, 10.0.0.3, 192.0.2.7\r\n\
+             X-Forwarded-Proto: http\r\nVia: 1.0 fred, 1.1 p, 1.1 corelay\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn request_ipv6_client() {
+        let buf = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+        let mut head = RequestHead::new();
+        parse_request(buf, &Limits::default(), &mut head).unwrap();
+        let mut out = Vec::new();
+        let i = ForwardInfo {
+            client_ip: "2001:db8::1".parse().unwrap(),
+            ..info()
+        };
+        encode_request(buf, &head, &i, &mut out);
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("X-Forwarded-For: 2001:db8::1\r\n"));
+    }
+
+    #[test]
+    fn request_http10_and_absolute_form() {
+        assert_eq!(
+            forward(b"GET /x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"),
+            "GET /x HTTP/1.1\r\nHost: backend.local\r\nX-Forwarded-For: 192.0.2.7\r\n\
+             X-Forwarded-Proto: http\r\nVia: 1.0 corelay\r\n\r\n"
+        );
+        assert_eq!(
+            forward(b"GET http://abs.example/p HTTP/1.1\r\nHost: other\r\n\r\n"),
+            "GET /p HTTP/1.1\r\nHost: abs.example\r\nX-Forwarded-For: 192.0.2.7\r\n\
+             X-Forwarded-Proto: http\r\nVia: 1.1 corelay\r\n\r\n"
+        );
+        assert!(
+            forward(b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n").starts_with("OPTIONS * HTTP/1.1\r\n")
+        );
+    }
+
+    #[test]
+    fn request_framing_written_afresh() {
+        let out = forward(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert!(out.ends_with("Transfer-Encoding: chunked\r\n\r\n"), "{out}");
+        assert_eq!(out.matches("Transfer-Encoding").count(), 1);
+        let out = forward(b"PUT / HTTP/1.1\r\nHost: h\r\nContent-Length: 007, 7\r\n\r\n");
+        assert!(out.ends_with("Content-Length: 7\r\n\r\n"), "{out}");
+        for m in ["POST", "PUT", "PATCH"] {
+            let out = forward(format!("{m} / HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes());
+            assert!(out.ends_with("Content-Length: 0\r\n\r\n"), "{out}");
+        }
+        for m in ["GET", "DELETE", "PURGE"] {
+            let out = forward(format!("{m} / HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes());
+            assert!(!out.contains("Content-Length"), "{out}");
+        }
+        let out = forward(b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n");
+        assert!(out.ends_with("Content-Length: 0\r\n\r\n"), "{out}");
+        assert!(!out.contains("Connection"));
+    }
+
+    fn respond(
+        buf: &[u8],
+        method: Method,
+        framing: OutFraming,
+        client: Version,
+        keep_alive: bool,
+    ) -> String {
+        let mut head = ResponseHead::new();
+        assert_eq!(
+            parse_response(buf, &Limits::default(), method, &mut head),
+            Ok(true)
+        );
+        let mut out = Vec::new();
+        encode_response(buf, &head, framing, client, keep_alive, "corelay", &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn response_basic() {
+        let out = respond(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 5\r\n\r\n",
+            Method::Get,
+            OutFraming::Length(5),
+            Version::Http11,
+            true,
+        );
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nVia: 1.1 corelay\r\n\
+             Content-Length: 5\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn response_from_http10_backend_with_empty_reason() {
+        let out = respond(
+            b"HTTP/1.0 200\r\nVia: 1.1 inner\r\n\r\n",
+            Method::Get,
+            OutFraming::Close,
+            Version::Http11,
+            false,
+        );
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 \r\nVia: 1.1 inner, 1.0 corelay\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn response_hop_by_hop_dropped() {
+        let out = respond(
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Internal\r\nX-Internal: 1\r\n\
+              Keep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\
+              Upgrade: h2\r\nProxy-Connection: x\r\nTE: trailers\r\nSet-Cookie: a=1\r\n\r\n",
+            Method::Get,
+            OutFraming::Chunked,
+            Version::Http11,
+            true,
+        );
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nVia: 1.1 corelay\r\n\
+             Transfer-Encoding: chunked\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn response_connection_header_for_clients() {
+        let buf = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        let out = respond(
+            buf,
+            Method::Get,
+            OutFraming::Length(0),
+            Version::Http10,
+            true,
+        );
+        assert!(
+            out.ends_with("Content-Length: 0\r\nConnection: keep-alive\r\n\r\n"),
+            "{out}"
+        );
+        let out = respond(
+            buf,
+            Method::Get,
+            OutFraming::Length(0),
+            Version::Http10,
+            false,
+        );
+        assert!(out.ends_with("Connection: close\r\n\r\n"), "{out}");
+        let out = respond(
+            buf,
+            Method::Get,
+            OutFraming::Length(0),
+            Version::Http11,
+            true,
+        );
+        assert!(!out.contains("Connection"), "{out}");
+    }
+
+    #[test]
+    fn response_bodiless_content_length() {
+        let out = respond(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n",
+            Method::Head,
+            OutFraming::None,
+            Version::Http11,
+            true,
+        );
+        assert!(out.ends_with("Content-Length: 42\r\n\r\n"), "{out}");
+        let out = respond(
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 42\r\nETag: \"x\"\r\n\r\n",
+            Method::Get,
+            OutFraming::None,
+            Version::Http11,
+            true,
+        );
+        assert_eq!(
+            out,
+            "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nVia: 1.1 corelay\r\nContent-Length: 42\r\n\r\n"
+        );
+        for status in ["204 No Content", "100 Continue", "103 Early Hints"] {
+            let buf = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
+            let out = respond(
+                buf.as_bytes(),
+                Method::Get,
+                OutFraming::None,
+                Version::Http11,
+                true,
+            );
+            assert!(!out.contains("Content-Length"), "{out}");
+        }
+        let out = respond(
+            b"HTTP/1.1 304 Not Modified\r\n\r\n",
+            Method::Get,
+            OutFraming::None,
+            Version::Http11,
+            true,
+        );
+        assert!(!out.contains("Content-Length"), "{out}");
+    }
+}

@@ -89,6 +89,7 @@ fn parse_digits(s: &[u8]) -> Result<u64, FramingError> {
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct TransferEncoding {
     present: bool,
+    empty_line: bool,
     codings: usize,
     chunked: usize,
     last_is_chunked: bool,
@@ -97,6 +98,7 @@ pub(crate) struct TransferEncoding {
 impl TransferEncoding {
     pub(crate) fn add_line(&mut self, value: &[u8]) {
         self.present = true;
+        let before = self.codings;
         for coding in list_elements(value).filter(|c| !c.is_empty()) {
             self.codings += 1;
             self.last_is_chunked = coding.eq_ignore_ascii_case(b"chunked");
@@ -104,6 +106,9 @@ impl TransferEncoding {
                 self.chunked += 1;
             }
         }
+        // A line without codings is refused even next to a valid one: a
+        // backend that keeps only the last TE line would see no TE at all.
+        self.empty_line |= self.codings == before;
     }
 
     pub(crate) fn is_present(&self) -> bool {
@@ -112,7 +117,7 @@ impl TransferEncoding {
 
     /// Ok(()) only for exactly the single coding `chunked`.
     pub(crate) fn check_only_chunked(&self) -> Result<(), FramingError> {
-        if self.codings == 0 {
+        if self.empty_line {
             Err(FramingError::EmptyTransferEncoding)
         } else if !self.last_is_chunked {
             Err(FramingError::NotChunkedLast)
@@ -192,6 +197,8 @@ mod tests {
         assert_eq!(te(&[b", chunked ,"]), Ok(()));
         assert_eq!(te(&[b""]), Err(EmptyTransferEncoding));
         assert_eq!(te(&[b" , "]), Err(EmptyTransferEncoding));
+        assert_eq!(te(&[b"chunked", b""]), Err(EmptyTransferEncoding));
+        assert_eq!(te(&[b"", b"chunked"]), Err(EmptyTransferEncoding));
         assert_eq!(te(&[b"gzip"]), Err(NotChunkedLast));
         assert_eq!(te(&[b"chunked, gzip"]), Err(NotChunkedLast));
         assert_eq!(te(&[b"chunked", b"gzip"]), Err(NotChunkedLast));

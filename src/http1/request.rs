@@ -807,6 +807,9 @@ mod tests {
         assert!(is_bad(body("Transfer-Encoding: identity\r\n")));
         assert!(is_bad(body("Transfer-Encoding:\r\n")));
         assert!(is_bad(body("Transfer-Encoding: ,\r\n")));
+        assert!(is_bad(body(
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding:\r\n"
+        )));
         assert!(is_bad(body("Transfer-Encoding: xchunked\r\n")));
         assert!(is_bad(body("Transfer-Encoding: chunked;q=1\r\n")));
         assert!(is_bad(body("Transfer-Encoding: \"chunked\"\r\n")));
