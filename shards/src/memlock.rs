@@ -39,6 +39,21 @@ pub fn raise_memlock_limit(wanted_bytes: u64) -> Result<u64, String> {
     ))
 }
 
+/// glommio refuses to build an executor below this soft limit.
+const GLOMMIO_MINIMUM: u64 = 512 << 10;
+
+/// If the soft limit is below what glommio insists on, says so in one line.
+pub(crate) fn too_low_for_glommio() -> Option<String> {
+    let (soft, _) = get().ok()?;
+    (soft < GLOMMIO_MINIMUM).then(|| {
+        format!(
+            "RLIMIT_MEMLOCK is {}, glommio needs at least {}; {FIX_HINT}",
+            describe(soft),
+            describe(GLOMMIO_MINIMUM)
+        )
+    })
+}
+
 fn get() -> io::Result<(u64, u64)> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -63,7 +78,7 @@ fn set(soft: u64, hard: u64) -> io::Result<()> {
     Ok(())
 }
 
-pub(crate) fn describe(bytes: u64) -> String {
+fn describe(bytes: u64) -> String {
     if bytes == libc::RLIM_INFINITY {
         "unlimited".into()
     } else if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {

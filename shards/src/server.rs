@@ -44,7 +44,7 @@ impl ServerConfig {
 }
 
 /// What each shard's handler factory receives, on the shard's own thread.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ShardContext {
     /// Position of this shard, 0..number of shards.
     pub index: usize,

@@ -16,7 +16,7 @@ use std::{
 };
 
 use futures_lite::future;
-use glommio::{net::TcpStream, GlommioError, LocalExecutorBuilder, Placement, ReactorErrorKind};
+use glommio::{net::TcpStream, GlommioError, LocalExecutorBuilder, Placement};
 
 use crate::{
     event::LocalEvent, memlock, server::ShardContext, signal::RemoteWake, stats::ShardStats,
@@ -71,21 +71,22 @@ where
 /// to change on the host.
 fn executor_error(index: usize, cpu: usize, e: GlommioError<()>) -> io::Error {
     let prefix = format!("shard {index} (CPU {cpu}): cannot start glommio executor");
-    if let GlommioError::ReactorError(ReactorErrorKind::MemLockLimit(have, need)) = e {
-        return io::Error::other(format!(
-            "{prefix}: RLIMIT_MEMLOCK is {}, glommio needs at least {}; {}",
-            memlock::describe(have),
-            memlock::describe(need),
-            memlock::FIX_HINT
-        ));
+    // glommio's own MemLockLimit error reaches us flattened into an io::Error
+    // string ("MemLockLimit(262144/524288)"), so check the limit itself.
+    if let Some(msg) = memlock::too_low_for_glommio() {
+        return io::Error::other(format!("{prefix}: {msg}"));
     }
     let e = io::Error::from(e);
     let hint = match e.raw_os_error() {
         Some(libc::ENOMEM) => format!("; {}", memlock::FIX_HINT),
         Some(libc::EPERM) => {
-            "; io_uring is not permitted here (check sysctl kernel.io_uring_disabled or the container's seccomp profile)".into()
+            "; io_uring is not permitted here (check sysctl kernel.io_uring_disabled \
+                              or the container's seccomp profile)"
+                .into()
         }
-        Some(libc::ENOSYS) => "; this kernel has no io_uring (glommio needs Linux 5.8 or newer)".into(),
+        Some(libc::ENOSYS) => {
+            "; this kernel has no io_uring (glommio needs Linux 5.8 or newer)".into()
+        }
         _ => String::new(),
     };
     io::Error::new(e.kind(), format!("{prefix}: {e}{hint}"))
@@ -107,7 +108,7 @@ struct Tracker {
 
 /// Counts a connection as open for as long as its task exists. A drop guard,
 /// so the count is right however the task ends: completion, panic unwinding,
-/// or being dropped with the executor.
+/// or abort at the drain timeout.
 struct ConnGuard(Rc<Tracker>);
 
 impl ConnGuard {

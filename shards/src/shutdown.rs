@@ -18,6 +18,14 @@ pub struct Shutdown {
     event: LocalEvent,
 }
 
+impl std::fmt::Debug for Shutdown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shutdown")
+            .field("triggered", &self.is_triggered())
+            .finish()
+    }
+}
+
 impl Shutdown {
     pub(crate) fn new() -> Shutdown {
         Shutdown::default()

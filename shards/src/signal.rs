@@ -39,6 +39,15 @@ pub struct ShutdownHandle {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for ShutdownHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShutdownHandle")
+            .field("triggered", &self.is_triggered())
+            .field("shards", &self.inner.eventfds.len())
+            .finish()
+    }
+}
+
 impl ShutdownHandle {
     /// Creates the handle and one eventfd per shard.
     pub(crate) fn new(shards: usize) -> io::Result<ShutdownHandle> {
