@@ -217,8 +217,15 @@ where
             return Err(match e.kind() {
                 ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => Ok(e.to_string()),
                 _ => {
+                    // clap's first paragraph names the flag (sometimes on an indented
+                    // second line); usage and hints follow a blank line.
                     let text = e.to_string();
-                    Err(text.lines().next().unwrap_or("error").to_string())
+                    let first: Vec<&str> = text
+                        .lines()
+                        .take_while(|l| !l.trim().is_empty())
+                        .map(str::trim)
+                        .collect();
+                    Err(first.join(" "))
                 }
             });
         }

@@ -22,6 +22,13 @@ fn main() -> ExitCode {
     // and only the signal thread below receives them.
     let signals = block_shutdown_signals();
 
+    // glommio pins an I/O arena per executor; where the limit is too low it only skips
+    // registering it, so a failure here is a warning, not an error.
+    let wanted = GLOMMIO_IO_MEMORY * config.cpus.len() as u64;
+    if let Err(e) = shards::raise_memlock_limit(wanted) {
+        log::warn!("{e}");
+    }
+
     let running = match corelay::run(config) {
         Ok(r) => r,
         Err(e) => {
@@ -66,6 +73,9 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// glommio's default I/O memory per executor.
+const GLOMMIO_IO_MEMORY: u64 = 10 << 20;
 
 fn block_shutdown_signals() -> libc::sigset_t {
     // SAFETY: plain libc signal-mask calls on a zeroed sigset_t.

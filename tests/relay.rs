@@ -390,3 +390,55 @@ fn download_10_mib_chunked_byte_for_byte() {
     assert_eq!(r.framing, Framing::Chunked);
     assert_bytes_eq(&r.body, &body, "downloaded chunked body");
 }
+
+#[test]
+fn small_relay_buffers_with_odd_chunk_boundaries() {
+    // 1 KiB relay buffers: chunk-size lines, CRLFs and heads straddle buffer
+    // boundaries in every possible way.
+    let body = pattern(300_000, 21);
+    let b2 = body.clone();
+    let be = Backend::http(move |req| {
+        if req.method == "POST" {
+            ok_response(format!("{}:{:x}", req.body.len(), fnv1a(&req.body)).as_bytes())
+        } else {
+            let size: usize = req.target.trim_start_matches('/').parse().unwrap();
+            let mut v = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            v.extend(chunk_encode(&b2, size));
+            v
+        }
+    });
+    let cr = Corelay::start(&[be.addr], &["--buffer-size", "1KiB"]);
+    let mut c = Client::connect(cr.addr);
+    for size in [1usize, 7, 1021, 1024, 1025, 4093] {
+        let n = if size < 8 { 5_000 } else { body.len() };
+        let mut req =
+            b"POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        req.extend(chunk_encode(&body[..n], size));
+        let r = c.roundtrip(&req);
+        assert_eq!(
+            r.body_str(),
+            format!("{}:{:x}", n, fnv1a(&body[..n])),
+            "upload with {size}-byte chunks"
+        );
+        if size >= 8 {
+            let r = c.roundtrip(&get(&format!("/{size}")));
+            assert_bytes_eq(&r.body, &body, &format!("download with {size}-byte chunks"));
+        }
+    }
+    // 50 pipelined requests in one write
+    let mut all = Vec::new();
+    for i in 0..50 {
+        all.extend(post(&format!("/p{i}"), format!("body-{i}").as_bytes()));
+    }
+    c.send(&all);
+    for i in 0..50 {
+        let r = c
+            .read_response()
+            .unwrap_or_else(|e| panic!("pipelined {i}: {e:?}"));
+        let b = format!("body-{i}");
+        assert_eq!(
+            r.body_str(),
+            format!("{}:{:x}", b.len(), fnv1a(b.as_bytes()))
+        );
+    }
+}
