@@ -38,7 +38,7 @@ pub async fn exchange(
     client.consume(s.req.head_len);
     let method = s.req.method;
     let body = match s.req.body {
-        RequestBody::None => BodyIn::Empty,
+        RequestBody::None | RequestBody::Length(0) => BodyIn::Empty,
         RequestBody::Length(n) => BodyIn::Length(n),
         RequestBody::Chunked => BodyIn::Chunked,
     };
@@ -59,7 +59,7 @@ pub async fn exchange(
             send_body(shard, client, &mut conn, body, s).await
         };
         let result = match sent {
-            Ok(()) => read_response_head(&mut conn.peer, method, s).await,
+            Ok(()) => read_response_head(&mut conn.peer, client, method, s).await,
             Err(e) => Err(e),
         };
         match result {
@@ -191,9 +191,12 @@ async fn send_body(
     })
 }
 
-/// Reads the backend's response head into `s.resp`, skipping interim 1xx responses.
+/// Reads the backend's response head into `s.resp`. Interim 1xx responses are relayed to
+/// HTTP/1.1 clients as they come (RFC 9110 §15.2: a proxy forwards 1xx it did not cause),
+/// except a 100 Continue when corelay already answered the client's Expect itself.
 async fn read_response_head(
     peer: &mut Peer,
+    client: &mut Peer,
     method: Method,
     s: &mut Scratch,
 ) -> Result<(), ProxyError> {
@@ -211,8 +214,23 @@ async fn read_response_head(
                         )))
                     }
                     100..=199 => {
-                        // Interim responses (100, 103) are not relayed: corelay answers
-                        // Expect itself, and early hints are optional.
+                        let ours = s.resp.status == 100 && s.req.expect_continue;
+                        if s.req.version == Version::Http11 && !ours {
+                            s.out.clear();
+                            encode_response(
+                                peer.buffered(),
+                                &s.resp,
+                                OutFraming::None,
+                                Version::Http11,
+                                true,
+                                super::VIA,
+                                &mut s.out,
+                            );
+                            client
+                                .write_all(&s.out)
+                                .await
+                                .map_err(ProxyError::client_io)?;
+                        }
                         peer.consume(s.resp.head_len);
                         continue;
                     }
