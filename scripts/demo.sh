@@ -100,6 +100,15 @@ wait_ready() {
 
 # --- build and start --------------------------------------------------------
 
+# Both servers bind with SO_REUSEPORT, so a second demo (or anything else
+# listening there) would quietly share the port instead of failing: refuse.
+for port in "$origin_port" "$demo_port"; do
+    if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
+        say "something already listens on $host:$port; stop it or set DEMO_PORT / ORIGIN_PORT" >&2
+        exit 1
+    fi
+done
+
 say "building release binaries (the first build takes a few minutes)"
 cargo build --release -p bench --bin origin
 cargo build --release --bin corelay

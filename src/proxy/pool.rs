@@ -82,7 +82,10 @@ impl Pool {
 
 /// A pooled connection is alive when reading from it would block: EOF, stray bytes or an
 /// error all mean the backend closed it or broke the protocol, so it must not carry a
-/// request. One non-blocking peek per reuse is cheaper than a failed request and retry.
+/// request. This check is not only about dead connections (which the retry of idempotent
+/// requests would cover): bytes a backend sent unasked while the connection sat idle would
+/// otherwise be taken as the response to the next request, someone else's. It costs one
+/// non-blocking `recv` per reuse.
 fn is_alive(peer: &Peer) -> bool {
     let mut byte = 0u8;
     // SAFETY: recv into a valid one-byte buffer on a socket fd we own.

@@ -186,6 +186,14 @@ fn main() {
     let shared: &'static Shared = Box::leak(Box::new(Shared::new(args.small_size)));
     let requested = args.listen;
 
+    // SO_REUSEPORT would let us silently share the port with another server
+    // (say, an origin left over from an earlier run) and split its traffic.
+    // A plain bind first fails loudly if anything already listens there.
+    if let Err(e) = std::net::TcpListener::bind(requested) {
+        eprintln!("origin: cannot listen on {requested}: {e}");
+        std::process::exit(1);
+    }
+
     // Start-up coordination. The first shard binds the requested address and
     // publishes the actual one (this resolves port 0); the others then bind
     // that same address, which SO_REUSEPORT allows. The barrier makes sure the
