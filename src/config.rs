@@ -35,13 +35,29 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = positive_u32)]
     pub backlog: u32,
 
-    /// Size of one relay buffer (e.g. 16KiB). Bodies move through these.
+    /// Size of one relay buffer, a power of two from 1KiB to 16MiB. Bodies move through these.
     #[arg(long, value_name = "SIZE", default_value = "16KiB", value_parser = parse_size)]
     pub buffer_size: usize,
 
-    /// Relay buffers per shard; memory for bodies is cores x this x --buffer-size.
+    /// Relay buffers per shard (at most 16384); memory for bodies is cores x this x
+    /// --buffer-size, fixed at start.
     #[arg(long, value_name = "N", default_value_t = 256, value_parser = positive_usize)]
     pub buffer_ring_size: usize,
+
+    /// Most relay buffers one body transfer may hold at once (reads running ahead of writes);
+    /// at most --buffer-ring-size.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_BUFFERS_PER_TRANSFER, value_parser = positive_usize)]
+    pub max_buffers_per_transfer: usize,
+
+    /// Body relay engine: `ring` (registered buffers on a per-shard io_uring), `copy` (one
+    /// buffer, recv/send), or `auto` (ring where the kernel supports it, else copy with a warning).
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = RelayMode::Copy)]
+    pub relay: RelayMode,
+
+    /// Bodies (or chunks) of at most this many bytes use the copy engine even when the ring
+    /// engine is on; 0 sends everything through the ring.
+    #[arg(long, value_name = "SIZE", default_value = DEFAULT_RELAY_COPY_BELOW, value_parser = parse_size_or_zero)]
+    pub relay_copy_below: usize,
 
     /// Largest request or response head (request line plus headers), in bytes; larger gets 431.
     #[arg(long, value_name = "SIZE", default_value = "16384", value_parser = parse_size)]
@@ -113,6 +129,9 @@ pub struct Config {
     pub backlog: u32,
     pub buffer_size: usize,
     pub buffer_ring_size: usize,
+    pub max_buffers_per_transfer: usize,
+    pub relay: RelayMode,
+    pub relay_copy_below: u64,
     pub limits: Limits,
     pub client_header_timeout: Duration,
     pub client_keepalive_timeout: Duration,
@@ -126,6 +145,24 @@ pub struct Config {
     pub drain_timeout: Duration,
     pub metrics_listen: Option<SocketAddr>,
 }
+
+/// How bodies are relayed (`--relay`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelayMode {
+    Auto,
+    Ring,
+    Copy,
+}
+
+/// K: buffers one transfer may hold. Measured in docs/relay.md: 4 buffers of 16 KiB in flight
+/// reach the plateau; more only lets one transfer take more of the shared ring.
+pub const DEFAULT_MAX_BUFFERS_PER_TRANSFER: usize = 4;
+
+/// Bodies up to this size go through the copy engine (docs/relay.md has the measurement).
+pub const DEFAULT_RELAY_COPY_BELOW: &str = "16KiB";
+
+/// Relay memory one shard may register (cores x this is the process total).
+const MAX_RELAY_MEMORY_PER_SHARD: usize = 1 << 30;
 
 /// Relay buffers smaller than this make a syscall per tiny read; larger than the maximum
 /// make the fixed per-shard memory unreasonable for a single buffer.
@@ -149,10 +186,34 @@ impl Config {
             None => None,
         };
         let cpus = shards::select_cpus(args.cores, cpu_list.as_deref())?;
-        if !(MIN_BUFFER_SIZE..=MAX_BUFFER_SIZE).contains(&args.buffer_size) {
+        if !(MIN_BUFFER_SIZE..=MAX_BUFFER_SIZE).contains(&args.buffer_size)
+            || !args.buffer_size.is_power_of_two()
+        {
             return Err(format!(
-                "--buffer-size {}: must be between 1KiB and 16MiB",
+                "--buffer-size {}: must be a power of two between 1KiB and 16MiB",
                 args.buffer_size
+            ));
+        }
+        if args.buffer_ring_size > shards::MAX_RING_BUFFERS {
+            return Err(format!(
+                "--buffer-ring-size {}: must be at most {} (io_uring's limit on registered buffers)",
+                args.buffer_ring_size,
+                shards::MAX_RING_BUFFERS
+            ));
+        }
+        let per_shard = args.buffer_ring_size as u128 * args.buffer_size as u128;
+        if per_shard > MAX_RELAY_MEMORY_PER_SHARD as u128 {
+            return Err(format!(
+                "--buffer-ring-size {} x --buffer-size {}: {} MiB of relay memory per shard, more than the 1024 MiB allowed",
+                args.buffer_ring_size,
+                args.buffer_size,
+                per_shard >> 20
+            ));
+        }
+        if args.max_buffers_per_transfer > args.buffer_ring_size {
+            return Err(format!(
+                "--max-buffers-per-transfer {}: must be at most --buffer-ring-size ({})",
+                args.max_buffers_per_transfer, args.buffer_ring_size
             ));
         }
         if args.max_header_bytes < MIN_HEADER_BYTES {
@@ -184,6 +245,9 @@ impl Config {
             backlog: args.backlog,
             buffer_size: args.buffer_size,
             buffer_ring_size: args.buffer_ring_size,
+            max_buffers_per_transfer: args.max_buffers_per_transfer,
+            relay: args.relay,
+            relay_copy_below: args.relay_copy_below as u64,
             limits: Limits {
                 max_header_bytes: args.max_header_bytes,
                 max_headers: args.max_headers,
@@ -282,6 +346,14 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
     }
 }
 
+/// Like [`parse_size`], but 0 is allowed.
+pub fn parse_size_or_zero(s: &str) -> Result<usize, String> {
+    if s.trim() == "0" {
+        return Ok(0);
+    }
+    parse_size(s)
+}
+
 /// Durations: a number with a unit `ms`, `s`, `m` or `h`; a bare number means seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
@@ -362,5 +434,43 @@ mod tests {
             "5x",
         ]);
         assert!(e.contains("--client-header-timeout"), "{e}");
+    }
+
+    #[test]
+    fn relay_flags_are_validated() {
+        let base = ["corelay", "--backend", "127.0.0.1:1"];
+        let with = |extra: &[&str]| {
+            let mut v: Vec<&str> = base.to_vec();
+            v.extend_from_slice(extra);
+            v
+        };
+        for (extra, flag) in [
+            (&["--buffer-size", "0"][..], "--buffer-size"),
+            (&["--buffer-size", "3000"][..], "--buffer-size"),
+            (&["--buffer-size", "32MiB"][..], "--buffer-size"),
+            (&["--buffer-ring-size", "0"][..], "--buffer-ring-size"),
+            (&["--buffer-ring-size", "20000"][..], "--buffer-ring-size"),
+            (
+                &["--buffer-ring-size", "16384", "--buffer-size", "1MiB"][..],
+                "--buffer-ring-size",
+            ),
+            (&["--max-buffers-per-transfer", "0"][..], "--max-buffers-per-transfer"),
+            (
+                &["--buffer-ring-size", "8", "--max-buffers-per-transfer", "9"][..],
+                "--max-buffers-per-transfer",
+            ),
+            (&["--relay", "fast"][..], "--relay"),
+            (&["--relay-copy-below", "1x"][..], "--relay-copy-below"),
+        ] {
+            let e = err_of(&with(extra));
+            assert!(e.contains(flag), "{extra:?}: {e}");
+            assert!(!e.contains('\n'), "{extra:?}: {e}");
+        }
+        let c = parse_args(with(&["--relay", "copy", "--relay-copy-below", "0"])).unwrap();
+        assert_eq!(c.relay, RelayMode::Copy);
+        assert_eq!(c.relay_copy_below, 0);
+        let c = parse_args(base).unwrap();
+        assert_eq!(c.relay, RelayMode::Copy);
+        assert_eq!(c.max_buffers_per_transfer, DEFAULT_MAX_BUFFERS_PER_TRANSFER);
     }
 }

@@ -4,8 +4,10 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use corelay::config::RelayMode;
+
 fn main() -> ExitCode {
-    let config = match corelay::config::parse_args(std::env::args_os()) {
+    let mut config = match corelay::config::parse_args(std::env::args_os()) {
         Ok(c) => c,
         Err(Ok(help)) => {
             print!("{help}");
@@ -23,11 +25,39 @@ fn main() -> ExitCode {
     let signals = block_shutdown_signals();
 
     // glommio pins an I/O arena per executor; where the limit is too low it only skips
-    // registering it, so a failure here is a warning, not an error.
-    let wanted = GLOMMIO_IO_MEMORY * config.cpus.len() as u64;
+    // registering it, so for glommio alone a failure here is a warning. The relay ring's
+    // registered buffers are pinned too: with the ring engine a limit that cannot be raised
+    // is an error.
+    let shards_n = config.cpus.len() as u64;
+    let relay_memory = shards_n * config.buffer_ring_size as u64 * config.buffer_size as u64;
+    let uses_ring = config.relay != RelayMode::Copy;
+    let wanted = GLOMMIO_IO_MEMORY * shards_n + if uses_ring { relay_memory } else { 0 };
     if let Err(e) = shards::raise_memlock_limit(wanted) {
+        if uses_ring {
+            eprintln!("error: {e} (or run with --relay copy)");
+            return ExitCode::FAILURE;
+        }
         log::warn!("{e}");
     }
+    match corelay::relay::preflight(&mut config) {
+        Ok(None) => {}
+        Ok(Some(warning)) => log::warn!("{warning}"),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let relay_line = format!(
+        "corelay: relay memory {} ({} shards x {} buffers x {}), engine {}",
+        mib(relay_memory),
+        shards_n,
+        config.buffer_ring_size,
+        kib(config.buffer_size as u64),
+        match config.relay {
+            RelayMode::Copy => "copy",
+            _ => "ring",
+        }
+    );
 
     let running = match corelay::run(config) {
         Ok(r) => r,
@@ -37,6 +67,7 @@ fn main() -> ExitCode {
         }
     };
     let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{relay_line}");
     if let Some(addr) = running.metrics_addr {
         let _ = writeln!(out, "corelay: metrics on {addr}");
     }
@@ -71,6 +102,22 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    if bytes % (1 << 20) == 0 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+    }
+}
+
+fn kib(bytes: u64) -> String {
+    if bytes >= 1 << 20 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{} KiB", bytes >> 10)
     }
 }
 

@@ -22,7 +22,8 @@ pub struct ProxyStats {
     pub backend_reuses: AtomicU64,
     pub backend_retries: AtomicU64,
     pub backend_idle: AtomicU64,
-    pub relay_buffers_free: AtomicU64,
+    /// The shard's buffer ring writes these itself, live (`shards::ring`).
+    pub relay: Arc<shards::RingGauges>,
 }
 
 impl ProxyStats {
@@ -56,7 +57,7 @@ pub struct ShardMetrics {
 /// Renders every shard's counters in the Prometheus text format.
 pub fn render(shards: &[ShardMetrics], out: &mut String) {
     use std::fmt::Write as _;
-    let rows: [(&str, &str, fn(&ShardMetrics) -> u64); 12] = [
+    let rows: [(&str, &str, fn(&ShardMetrics) -> u64); 16] = [
         ("corelay_connections_open", "gauge", |m| {
             m.shard.snapshot().connections_open
         }),
@@ -91,7 +92,19 @@ pub fn render(shards: &[ShardMetrics], out: &mut String) {
             load(&m.proxy.backend_idle)
         }),
         ("corelay_relay_buffers_free", "gauge", |m| {
-            load(&m.proxy.relay_buffers_free)
+            load(&m.proxy.relay.free)
+        }),
+        ("corelay_relay_buffers_total", "gauge", |m| {
+            load(&m.proxy.relay.total)
+        }),
+        ("corelay_relay_buffers_in_use_max", "gauge", |m| {
+            load(&m.proxy.relay.transfer_max)
+        }),
+        ("corelay_relay_buffers_out_max", "gauge", |m| {
+            load(&m.proxy.relay.out_max)
+        }),
+        ("corelay_relay_orphaned_ops_total", "counter", |m| {
+            load(&m.proxy.relay.orphaned)
         }),
     ];
     for (name, kind, get) in rows {

@@ -26,6 +26,7 @@ mod cpus;
 mod event;
 mod listener;
 mod memlock;
+mod ring;
 mod server;
 mod shard;
 mod shutdown;
@@ -34,6 +35,7 @@ mod stats;
 
 pub use cpus::{format_cpu_list, online_cpus, parse_cpu_list, select_cpus};
 pub use memlock::raise_memlock_limit;
+pub use ring::{Buf, BufferRing, RingGauges, MAX_RING_BUFFERS};
 pub use server::{Server, ServerConfig, ShardContext, ShardInfo};
 pub use shutdown::Shutdown;
 pub use signal::ShutdownHandle;

@@ -12,7 +12,7 @@ use std::mem::MaybeUninit;
 use super::connection;
 use super::framing::{ContentLength, FramingError, TransferEncoding};
 use super::host;
-use super::limits::{Limits, DEFAULT_MAX_HEADERS, MAX_HEADERS_LIMIT};
+use super::limits::{Limits, INITIAL_HEADER_CAPACITY, MAX_HEADERS_LIMIT};
 use super::span::{HeaderSpan, Span};
 use super::syntax::{is_tchar, list_elements};
 use super::target;
@@ -126,7 +126,7 @@ pub struct RequestHead {
 
 impl RequestHead {
     pub fn new() -> Self {
-        Self::with_headers(Vec::with_capacity(DEFAULT_MAX_HEADERS))
+        Self::with_headers(Vec::with_capacity(INITIAL_HEADER_CAPACITY))
     }
 
     /// Resets every field, keeping the header vector's capacity.

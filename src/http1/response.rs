@@ -10,7 +10,7 @@ use std::mem::MaybeUninit;
 
 use super::connection;
 use super::framing::{ContentLength, TransferEncoding};
-use super::limits::{Limits, DEFAULT_MAX_HEADERS, MAX_HEADERS_LIMIT};
+use super::limits::{Limits, INITIAL_HEADER_CAPACITY, MAX_HEADERS_LIMIT};
 use super::request::{Method, Version};
 use super::span::{HeaderSpan, Span};
 
@@ -45,7 +45,7 @@ pub struct ResponseHead {
 
 impl ResponseHead {
     pub fn new() -> Self {
-        Self::with_headers(Vec::with_capacity(DEFAULT_MAX_HEADERS))
+        Self::with_headers(Vec::with_capacity(INITIAL_HEADER_CAPACITY))
     }
 
     /// Resets every field, keeping the header vector's capacity.

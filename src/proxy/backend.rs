@@ -46,7 +46,7 @@ pub async fn connect(shard: &Shard, fresh: bool) -> Result<BackendConn, ProxyErr
                 let _ = stream.set_read_timeout(Some(cfg.backend_response_timeout));
                 let _ = stream.set_write_timeout(Some(cfg.backend_response_timeout));
                 return Ok(BackendConn {
-                    peer: Peer::new(stream, shard.head_buffer_max),
+                    peer: Peer::new(stream, shard.head_buffer_max, shard.head_buffers.clone()),
                     backend,
                     reused: false,
                 });

@@ -41,43 +41,81 @@ pub enum SourceError {
     Chunk(ChunkError),
 }
 
-/// Sends `pending` (usually the encoded head), then the body. A chunked body is re-chunked
-/// when `rechunk` is true and de-chunked (data only) otherwise.
+/// Where a body goes: the destination socket, and bytes waiting to be written to it
+/// (usually the encoded head, which goes out with the first body bytes in one write).
+pub struct Outbox<'a> {
+    pub dst: &'a mut TcpStream,
+    pub pending: &'a mut Vec<u8>,
+    /// Set once anything was written: from then on the destination has seen part of the
+    /// message, and a failure can only be reported by cutting the connection.
+    pub wrote: bool,
+}
+
+impl<'a> Outbox<'a> {
+    pub fn new(dst: &'a mut TcpStream, pending: &'a mut Vec<u8>) -> Outbox<'a> {
+        Outbox {
+            dst,
+            pending,
+            wrote: false,
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), BodyError> {
+        if !self.pending.is_empty() {
+            self.wrote = true;
+            let r = self.dst.write_all(self.pending).await;
+            self.pending.clear();
+            r.map_err(BodyError::Dest)?;
+        }
+        Ok(())
+    }
+
+    async fn copy(&mut self, relay: &Relay, src: &mut Peer, len: Option<u64>) -> Result<(), BodyError> {
+        self.wrote = true;
+        match relay.copy(&mut src.stream, self.dst, len).await {
+            Ok(_) => Ok(()),
+            Err(RelayError::Read(e)) => Err(BodyError::Source(SourceError::Io(e))),
+            Err(RelayError::UnexpectedEof) => Err(BodyError::Source(SourceError::Eof)),
+            Err(RelayError::Write(e)) => Err(BodyError::Dest(e)),
+        }
+    }
+}
+
+/// Sends what is pending in `out`, then the body. A chunked body is re-chunked when
+/// `rechunk` is true and de-chunked (data only) otherwise.
 pub async fn transfer(
     src: &mut Peer,
-    dst: &mut TcpStream,
+    out: &mut Outbox<'_>,
     body: BodyIn,
     rechunk: bool,
     relay: &Relay,
-    pending: &mut Vec<u8>,
     decoder: &mut ChunkedDecoder,
 ) -> Result<(), BodyError> {
     match body {
-        BodyIn::Empty => flush(dst, pending).await,
+        BodyIn::Empty => out.flush().await,
         BodyIn::Length(n) => {
             let take = (src.buffered().len() as u64).min(n) as usize;
-            pending.extend_from_slice(&src.buffered()[..take]);
+            out.pending.extend_from_slice(&src.buffered()[..take]);
             src.consume(take);
-            flush(dst, pending).await?;
-            copy(relay, src, dst, Some(n - take as u64)).await
+            out.flush().await?;
+            out.copy(relay, src, Some(n - take as u64)).await
         }
         BodyIn::UntilClose => {
-            pending.extend_from_slice(src.buffered());
+            out.pending.extend_from_slice(src.buffered());
             let all = src.buffered().len();
             src.consume(all);
-            flush(dst, pending).await?;
-            copy(relay, src, dst, None).await
+            out.flush().await?;
+            out.copy(relay, src, None).await
         }
-        BodyIn::Chunked => dechunk(src, dst, rechunk, relay, pending, decoder).await,
+        BodyIn::Chunked => dechunk(src, out, rechunk, relay, decoder).await,
     }
 }
 
 async fn dechunk(
     src: &mut Peer,
-    dst: &mut TcpStream,
+    out: &mut Outbox<'_>,
     rechunk: bool,
     relay: &Relay,
-    pending: &mut Vec<u8>,
     decoder: &mut ChunkedDecoder,
 ) -> Result<(), BodyError> {
     decoder.reset();
@@ -91,26 +129,26 @@ async fn dechunk(
                 // and the chunk goes out with the same size (extensions dropped).
                 src.consume(used);
                 if rechunk {
-                    encode_chunk_size(len, pending);
+                    encode_chunk_size(len, out.pending);
                 }
                 let take = (src.buffered().len() as u64).min(len) as usize;
-                pending.extend_from_slice(&src.buffered()[..take]);
+                out.pending.extend_from_slice(&src.buffered()[..take]);
                 src.consume(take);
                 decoder.data_consumed(take as u64);
                 let rest = len - take as u64;
                 if rest > 0 {
-                    flush(dst, pending).await?;
-                    copy(relay, src, dst, Some(rest)).await?;
+                    out.flush().await?;
+                    out.copy(relay, src, Some(rest)).await?;
                     decoder.data_consumed(rest);
                 }
                 if rechunk {
-                    pending.extend_from_slice(CHUNK_DATA_END);
+                    out.pending.extend_from_slice(CHUNK_DATA_END);
                 }
             }
             Chunk::Incomplete => {
                 src.consume(used);
                 // Send what we have before waiting: the peer may be waiting for it.
-                flush(dst, pending).await?;
+                out.flush().await?;
                 if src.is_full() {
                     return Err(BodyError::Source(SourceError::Chunk(
                         ChunkError::LineTooLong,
@@ -124,34 +162,11 @@ async fn dechunk(
             }
             Chunk::End { trailers } => {
                 if rechunk {
-                    encode_last_chunk(&src.buffered()[trailers], pending);
+                    encode_last_chunk(&src.buffered()[trailers], out.pending);
                 }
                 src.consume(used);
-                return flush(dst, pending).await;
+                return out.flush().await;
             }
         }
     }
-}
-
-async fn copy(
-    relay: &Relay,
-    src: &mut Peer,
-    dst: &mut TcpStream,
-    len: Option<u64>,
-) -> Result<(), BodyError> {
-    match relay.copy(&mut src.stream, dst, len).await {
-        Ok(_) => Ok(()),
-        Err(RelayError::Read(e)) => Err(BodyError::Source(SourceError::Io(e))),
-        Err(RelayError::UnexpectedEof) => Err(BodyError::Source(SourceError::Eof)),
-        Err(RelayError::Write(e)) => Err(BodyError::Dest(e)),
-    }
-}
-
-async fn flush(dst: &mut TcpStream, pending: &mut Vec<u8>) -> Result<(), BodyError> {
-    if !pending.is_empty() {
-        let r = dst.write_all(pending).await;
-        pending.clear();
-        r.map_err(BodyError::Dest)?;
-    }
-    Ok(())
 }

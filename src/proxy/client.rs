@@ -6,6 +6,7 @@
 //! to [`exchange`]. Pipelined requests are served in order from the same buffer.
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,7 @@ use crate::http1::{error_response, parse_request, ForwardInfo, RequestError};
 /// Serves one client connection until it closes, fails, times out or the shard drains.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer_addr: SocketAddr) {
     let _ = stream.set_write_timeout(Some(shard.config.send_timeout));
-    let mut client = Peer::new(stream, shard.head_buffer_max);
+    let mut client = Peer::new(stream, shard.head_buffer_max, shard.head_buffers.clone());
     let mut s = Scratch::new(shard.config.limits);
     let info = ForwardInfo {
         client_ip: peer_addr.ip(),
@@ -49,6 +50,11 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer_addr: SocketAddr) {
             Err(e) => {
                 shard.stats.count_error(&e);
                 log::debug!("{peer_addr}: {e}");
+                if e.response_started {
+                    // A clean close could pass for the end of a close-delimited body: a reset
+                    // tells the client the message is incomplete.
+                    reset_on_close(&client.stream);
+                }
                 if let Some(status) = e.status() {
                     s.out.clear();
                     error_response(status, true, &mut s.out);
@@ -140,5 +146,23 @@ async fn sleep_until(deadline: Instant) {
     let left = deadline.saturating_duration_since(Instant::now());
     if left > Duration::ZERO {
         Timer::new(left).await;
+    }
+}
+
+/// Makes the coming close send RST instead of FIN (SO_LINGER with a zero timeout).
+fn reset_on_close(stream: &TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a socket fd we own, with a correctly sized linger struct.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
     }
 }

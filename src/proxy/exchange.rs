@@ -10,7 +10,7 @@ use std::time::Instant;
 use futures_lite::AsyncWriteExt;
 
 use super::backend::{connect, BackendConn};
-use super::body::{transfer, BodyError, BodyIn, SourceError};
+use super::body::{transfer, BodyError, BodyIn, Outbox, SourceError};
 use super::error::{ErrorKind, ProxyError};
 use super::peer::Peer;
 use super::{Scratch, Shard};
@@ -107,18 +107,19 @@ pub async fn exchange(
     );
     backend.peer.consume(s.resp.head_len);
     let backend_reusable = s.resp.keep_alive;
+    let mut out = Outbox::new(&mut client.stream, &mut s.out);
     let relayed = transfer(
         &mut backend.peer,
-        &mut client.stream,
+        &mut out,
         resp_body,
         rechunk,
         &shard.relay,
-        &mut s.out,
         &mut s.decoder,
     )
     .await;
+    let response_started = out.wrote;
     if let Err(err) = relayed {
-        // The head goes out with the first body bytes: if it is still pending, nothing
+        // The head goes out with the first body bytes: if nothing was written yet, nothing
         // reached the client and a 502 can still be sent.
         let mut e = match err {
             BodyError::Source(SourceError::Io(e)) => ProxyError::backend_io(e),
@@ -128,7 +129,7 @@ pub async fn exchange(
             }
             BodyError::Dest(e) => ProxyError::client_io(e),
         };
-        e.response_started = s.out.is_empty();
+        e.response_started = response_started;
         return Err(e);
     }
     if backend_reusable && backend.peer.buffered().is_empty() {
@@ -168,16 +169,8 @@ async fn send_body(
     let _ = client
         .stream
         .set_read_timeout(Some(cfg.client_body_timeout));
-    let r = transfer(
-        client,
-        &mut conn.peer.stream,
-        body,
-        true,
-        &shard.relay,
-        &mut s.out,
-        &mut s.decoder,
-    )
-    .await;
+    let mut out = Outbox::new(&mut conn.peer.stream, &mut s.out);
+    let r = transfer(client, &mut out, body, true, &shard.relay, &mut s.decoder).await;
     let _ = client.stream.set_read_timeout(None);
     r.map_err(|err| match err {
         BodyError::Source(SourceError::Io(e)) if e.kind() == io::ErrorKind::TimedOut => {

@@ -24,7 +24,7 @@ pub use error::{ProxyError, Side};
 use crate::config::Config;
 use crate::http1::{ChunkedDecoder, Limits, RequestHead, ResponseHead, MAX_TRAILER_BYTES};
 use crate::metrics::ProxyStats;
-use crate::relay::{BufferPool, Relay};
+use crate::relay::Relay;
 use balancer::Balancer;
 use pool::Pool;
 
@@ -43,11 +43,25 @@ pub struct Shard {
     pub default_host: String,
     /// A head buffer may grow to hold a full head or a full chunked trailer section.
     pub head_buffer_max: usize,
+    pub head_buffers: peer::HeadBuffers,
 }
 
 impl Shard {
     pub fn new(config: Arc<Config>, stats: Arc<ProxyStats>, shutdown: shards::Shutdown) -> Shard {
         let first = config.backends[0];
+        // main.rs already tried the same ring (`relay::preflight`) and fell back to copy with
+        // one warning if it failed, so a failure here is new (e.g. memory) and fatal.
+        let relay = match Relay::new(&config, stats.relay.clone()) {
+            Ok((relay, None)) => relay,
+            Ok((relay, Some(warning))) => {
+                log::warn!("{warning}");
+                relay
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(1);
+            }
+        };
         Shard {
             balancer: Balancer::new(config.backends.clone(), config.backend_retry_backoff),
             pool: Pool::new(
@@ -55,11 +69,12 @@ impl Shard {
                 config.backend_max_idle,
                 config.backend_idle_timeout,
             ),
-            relay: Relay::new(BufferPool::new(config.buffer_ring_size, config.buffer_size)),
+            relay,
             stats,
             shutdown,
             default_host: first.to_string(),
             head_buffer_max: config.limits.max_header_bytes.max(MAX_TRAILER_BYTES + 1024),
+            head_buffers: peer::HeadBuffers::default(),
             config,
         }
     }
@@ -85,10 +100,6 @@ impl Shard {
                 return;
             }
             self.pool.sweep(Instant::now());
-            self.stats.set(
-                &self.stats.relay_buffers_free,
-                self.relay.pool().free() as u64,
-            );
             self.stats
                 .set(&self.stats.backend_idle, self.pool.idle_count() as u64);
         }
@@ -126,8 +137,11 @@ pub fn handler(
 {
     let shard = Rc::new(Shard::new(config, stats, ctx.shutdown.clone()));
     glommio::spawn_local(shard.clone().sweep_pool()).detach();
+    // The relay ring's completion driver (returns at once with the copy engine).
+    glommio::spawn_local(shard.relay.pool().clone().drive()).detach();
     move |stream, peer| {
         let shard = shard.clone();
         Box::pin(client::serve(shard, stream, peer))
     }
 }
+

@@ -1,15 +1,18 @@
-//! The plain copy engine: read into one pooled buffer, write it out, repeat.
+//! The plain copy engine: read into one ring buffer, write it out, repeat.
 //!
-//! One buffer per transfer and one write in flight at a time. It is the portable fallback
-//! and the baseline the registered-buffer engine is measured against.
+//! One buffer per transfer and one write in flight at a time, through glommio's own
+//! `recv`/`send`. It is the fallback when the relay ring is not available, the path for small
+//! bodies (below `--relay-copy-below`), and the baseline the ring engine is measured against.
+//! It borrows its buffer from the same fixed ring, so memory is the same in every mode.
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
+use shards::BufferRing;
 
-use super::{BufferPool, RelayError};
+use super::RelayError;
 
 pub async fn copy(
-    pool: &BufferPool,
+    ring: &BufferRing,
     src: &mut TcpStream,
     dst: &mut TcpStream,
     len: Option<u64>,
@@ -17,7 +20,9 @@ pub async fn copy(
     if len == Some(0) {
         return Ok(0);
     }
-    let mut buf = pool.acquire().await;
+    let mut lease = ring.acquire().await;
+    ring.note_transfer_held(1);
+    let buf = lease.as_mut_slice();
     let mut moved: u64 = 0;
     loop {
         let want = match len {

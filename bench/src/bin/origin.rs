@@ -189,9 +189,21 @@ fn main() {
     // SO_REUSEPORT would let us silently share the port with another server
     // (say, an origin left over from an earlier run) and split its traffic.
     // A plain bind first fails loudly if anything already listens there.
+    // It also fails for a minute after an earlier origin on this port was
+    // stopped: its closed connections linger in TIME_WAIT carrying
+    // SO_REUSEPORT only, which a plain (SO_REUSEADDR) bind conflicts with. So
+    // "in use" only counts when something actually accepts connections there.
     if let Err(e) = std::net::TcpListener::bind(requested) {
-        eprintln!("origin: cannot listen on {requested}: {e}");
-        std::process::exit(1);
+        let mut probe = requested;
+        if probe.ip().is_unspecified() {
+            probe.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let listening = e.kind() != io::ErrorKind::AddrInUse
+            || std::net::TcpStream::connect_timeout(&probe, Duration::from_millis(500)).is_ok();
+        if listening {
+            eprintln!("origin: cannot listen on {requested}: {e}");
+            std::process::exit(1);
+        }
     }
 
     // Start-up coordination. The first shard binds the requested address and

@@ -1,0 +1,539 @@
+//! `loadgen`: the bench suite's closed-loop HTTP/1.1 load client, for what wrk can't do:
+//! 10,000 keep-alive connections each waiting on a slow response, large request bodies
+//! (1 MiB uploads), and single timed downloads.
+//!
+//! Every connection runs a loop: send a request (head + optional body), read the whole
+//! response (Content-Length, chunked or close-delimited), record the latency in an
+//! HdrHistogram, repeat. Connections are opened first (at most `--connect-concurrency` at a
+//! time, so listen backlogs never overflow), then all start at once; no new request starts
+//! after `--duration` (or once `--requests` were started), and the requests in flight are
+//! awaited, so the rate is completed requests / time from start to the last completion.
+//!
+//! Each `--threads` thread runs its own current-thread tokio runtime with its share of the
+//! connections and its own histogram. The request writer and the response reader run
+//! concurrently, so an echoing server can't deadlock against a large upload.
+//!
+//! The last line printed is `loadgen: key=value ...` for the driver; `client_cpu_pct` is
+//! this process's CPU time over wall time (100 = one core busy): when it stays well below
+//! the cores it was given, the client was not the bottleneck.
+
+use std::cell::RefCell;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[derive(Parser, Debug, Clone)]
+#[command(name = "loadgen", about = "Closed-loop HTTP/1.1 load client for corelay's benches")]
+struct Args {
+    /// Server to load.
+    #[arg(long)]
+    addr: SocketAddr,
+    /// Request path.
+    #[arg(long, default_value = "/small")]
+    path: String,
+    /// Concurrent keep-alive connections.
+    #[arg(long, short = 'c', default_value_t = 64)]
+    connections: usize,
+    /// Stop starting requests after this many seconds (fractions allowed).
+    #[arg(long, short = 'd', default_value_t = 5.0)]
+    duration: f64,
+    /// Stop after this many requests in total (overrides --duration when set).
+    #[arg(long, short = 'n')]
+    requests: Option<u64>,
+    /// Request method.
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// Request body size in bytes (sent with Content-Length; 0 = no body).
+    #[arg(long, default_value_t = 0)]
+    body_size: usize,
+    /// Client threads (each with its own runtime and share of the connections).
+    #[arg(long, short = 't', default_value_t = 1)]
+    threads: usize,
+    /// Most connection attempts in flight at once while connecting (per thread).
+    #[arg(long, default_value_t = 256)]
+    connect_concurrency: usize,
+    /// Per-request timeout in seconds (counted as an error; the connection is reopened).
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+    /// Host header value.
+    #[arg(long, default_value = "bench")]
+    host: String,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Counts {
+    ok: u64,
+    non2xx: u64,
+    errors: u64,
+    connect_errors: u64,
+    bytes: u64,
+}
+
+struct Totals {
+    counts: Counts,
+    hist: Histogram<u64>,
+    last_done: Instant,
+}
+
+fn main() {
+    let args = Args::parse();
+    raise_nofile((args.connections + 1024) as u64);
+    let threads = args.threads.max(1).min(args.connections.max(1));
+    let head = build_head(&args);
+    let body: Arc<[u8]> = vec![b'x'; args.body_size].into();
+    let cpu0 = cpu_time();
+
+    // Every thread connects its share, then waits at the barrier so all start together.
+    let barrier = Arc::new(std::sync::Barrier::new(threads + 1));
+    let start_at = Arc::new(std::sync::OnceLock::<Instant>::new());
+    let mut handles = Vec::new();
+    for t in 0..threads {
+        let conns = args.connections / threads + usize::from(t < args.connections % threads);
+        let reqs = args
+            .requests
+            .map(|n| n / threads as u64 + u64::from((t as u64) < n % threads as u64));
+        let (args, head, body, barrier, start_at) = (
+            args.clone(),
+            head.clone(),
+            body.clone(),
+            barrier.clone(),
+            start_at.clone(),
+        );
+        handles.push(std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, run_thread(args, conns, reqs, head, body, barrier, start_at))
+        }));
+    }
+    barrier.wait(); // all connected
+    let start = Instant::now();
+    start_at.set(start).ok();
+    barrier.wait(); // go
+
+    let mut counts = Counts::default();
+    let mut hist = new_hist();
+    let mut last = start;
+    for h in handles {
+        let t = h.join().expect("loadgen thread");
+        counts.ok += t.counts.ok;
+        counts.non2xx += t.counts.non2xx;
+        counts.errors += t.counts.errors;
+        counts.connect_errors += t.counts.connect_errors;
+        counts.bytes += t.counts.bytes;
+        hist.add(&t.hist).ok();
+        last = last.max(t.last_done);
+    }
+    let elapsed = last.duration_since(start).as_secs_f64().max(1e-9);
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = cpu_time() - cpu0;
+    let done = counts.ok + counts.non2xx;
+    let pct = |q: f64| if hist.is_empty() { 0 } else { hist.value_at_quantile(q) };
+    println!(
+        "loadgen: requests={done} errors={} connect_errors={} non2xx={} elapsed_s={elapsed:.4} \
+         rps={:.1} p50_us={} p90_us={} p99_us={} p999_us={} max_us={} mean_us={:.0} \
+         bytes={} client_cpu_pct={:.1}",
+        counts.errors,
+        counts.connect_errors,
+        counts.non2xx,
+        done as f64 / elapsed,
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        pct(0.999),
+        hist.max(),
+        hist.mean(),
+        counts.bytes,
+        100.0 * cpu / wall.max(1e-9),
+    );
+}
+
+fn new_hist() -> Histogram<u64> {
+    // 1 µs .. 10 min, 3 significant digits.
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds")
+}
+
+fn build_head(args: &Args) -> Arc<[u8]> {
+    let mut h = format!("{} {} HTTP/1.1\r\nHost: {}\r\n", args.method, args.path, args.host);
+    if args.body_size > 0 || args.method == "POST" || args.method == "PUT" {
+        h.push_str(&format!("Content-Length: {}\r\n", args.body_size));
+    }
+    h.push_str("\r\n");
+    h.into_bytes().into()
+}
+
+struct Shared {
+    counts: Counts,
+    hist: Histogram<u64>,
+    last_done: Instant,
+    /// Requests this thread may still start (when --requests was given).
+    budget: Option<u64>,
+}
+
+async fn run_thread(
+    args: Args,
+    conns: usize,
+    reqs: Option<u64>,
+    head: Arc<[u8]>,
+    body: Arc<[u8]>,
+    barrier: Arc<std::sync::Barrier>,
+    start_at: Arc<std::sync::OnceLock<Instant>>,
+) -> Totals {
+    let shared = Rc::new(RefCell::new(Shared {
+        counts: Counts::default(),
+        hist: new_hist(),
+        last_done: Instant::now(),
+        budget: reqs,
+    }));
+    // Connect phase, bounded concurrency.
+    let mut streams: Vec<Option<TcpStream>> = Vec::with_capacity(conns);
+    let mut pending = tokio::task::JoinSet::new();
+    let mut launched = 0;
+    while launched < conns || !pending.is_empty() {
+        while launched < conns && pending.len() < args.connect_concurrency.max(1) {
+            let addr = args.addr;
+            pending.spawn_local(async move { connect(addr).await });
+            launched += 1;
+        }
+        match pending.join_next().await {
+            Some(Ok(Ok(s))) => streams.push(Some(s)),
+            _ => {
+                shared.borrow_mut().counts.connect_errors += 1;
+                streams.push(None);
+            }
+        }
+    }
+    // Block this thread's runtime at the barrier: nothing else runs yet anyway.
+    barrier.wait();
+    barrier.wait();
+    let start = *start_at.get().expect("start time set before go");
+    let deadline = match reqs {
+        Some(_) => start + Duration::from_secs(3600),
+        None => start + Duration::from_secs_f64(args.duration),
+    };
+    let timeout = Duration::from_secs_f64(args.timeout);
+    let mut tasks = tokio::task::JoinSet::new();
+    for s in streams {
+        let (shared, head, body, addr) = (shared.clone(), head.clone(), body.clone(), args.addr);
+        tasks.spawn_local(conn_loop(s, addr, shared, head, body, deadline, timeout));
+    }
+    while tasks.join_next().await.is_some() {}
+    let s = Rc::try_unwrap(shared).ok().expect("all tasks done").into_inner();
+    Totals {
+        counts: s.counts,
+        hist: s.hist,
+        last_done: s.last_done,
+    }
+}
+
+async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    let s = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timeout"))??;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+enum Outcome {
+    Done { status: u16, keep_alive: bool, bytes: u64 },
+}
+
+async fn conn_loop(
+    mut stream: Option<TcpStream>,
+    addr: SocketAddr,
+    shared: Rc<RefCell<Shared>>,
+    head: Arc<[u8]>,
+    body: Arc<[u8]>,
+    deadline: Instant,
+    timeout: Duration,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if Instant::now() >= deadline {
+            return;
+        }
+        {
+            let mut s = shared.borrow_mut();
+            match &mut s.budget {
+                Some(0) => return,
+                Some(n) => *n -= 1,
+                None => {}
+            }
+        }
+        let mut conn = match stream.take() {
+            Some(c) => c,
+            None => match connect(addr).await {
+                Ok(c) => c,
+                Err(_) => {
+                    shared.borrow_mut().counts.connect_errors += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let t0 = Instant::now();
+        let res = tokio::time::timeout(timeout, exchange(&mut conn, &head, &body, &mut buf)).await;
+        let now = Instant::now();
+        let mut s = shared.borrow_mut();
+        match res {
+            Ok(Ok(Outcome::Done { status, keep_alive, bytes })) => {
+                let us = now.duration_since(t0).as_micros().max(1) as u64;
+                s.hist.saturating_record(us);
+                if (200..300).contains(&status) {
+                    s.counts.ok += 1;
+                } else {
+                    s.counts.non2xx += 1;
+                }
+                s.counts.bytes += bytes;
+                s.last_done = s.last_done.max(now);
+                if keep_alive {
+                    stream = Some(conn);
+                }
+            }
+            Ok(Err(_)) | Err(_) => {
+                s.counts.errors += 1;
+                s.last_done = s.last_done.max(now);
+            }
+        }
+    }
+}
+
+/// One request/response exchange; the writer and reader run concurrently.
+async fn exchange(
+    conn: &mut TcpStream,
+    head: &[u8],
+    body: &[u8],
+    buf: &mut [u8],
+) -> io::Result<Outcome> {
+    let (mut r, mut w) = conn.split();
+    let write = async {
+        if body.is_empty() {
+            w.write_all(head).await
+        } else {
+            w.write_all(head).await?;
+            w.write_all(body).await
+        }
+    };
+    let read = read_response(&mut r, buf);
+    let ((), outcome) = tokio::try_join!(write, read)?;
+    Ok(outcome)
+}
+
+fn bad(why: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, why)
+}
+
+/// Reads one whole response; any bytes after it are a protocol error (we never pipeline).
+async fn read_response<R: AsyncReadExt + Unpin>(r: &mut R, buf: &mut [u8]) -> io::Result<Outcome> {
+    let mut end = 0;
+    // Head.
+    let (status, keep_alive, framing, head_len) = loop {
+        if end == buf.len() {
+            return Err(bad("response head too large"));
+        }
+        let n = r.read(&mut buf[end..]).await?;
+        if n == 0 {
+            return Err(bad("closed before response head"));
+        }
+        end += n;
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut resp = httparse::Response::new(&mut headers);
+        match resp.parse(&buf[..end]) {
+            Ok(httparse::Status::Complete(len)) => {
+                let status = resp.code.unwrap_or(0);
+                let mut keep_alive = resp.version == Some(1);
+                let mut framing = Framing::Close;
+                for h in resp.headers.iter() {
+                    if h.name.eq_ignore_ascii_case("content-length") {
+                        let v = std::str::from_utf8(h.value)
+                            .ok()
+                            .and_then(|v| v.trim().parse().ok())
+                            .ok_or_else(|| bad("bad content-length"))?;
+                        framing = Framing::Length(v);
+                    } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                        framing = Framing::Chunked;
+                    } else if h.name.eq_ignore_ascii_case("connection") {
+                        let v = h.value.to_ascii_lowercase();
+                        if v.windows(5).any(|w| w == b"close") {
+                            keep_alive = false;
+                        } else if v.windows(10).any(|w| w == b"keep-alive") {
+                            keep_alive = true;
+                        }
+                    }
+                }
+                if status == 204 || status == 304 || (100..200).contains(&status) {
+                    framing = Framing::Length(0);
+                }
+                if (100..200).contains(&status) {
+                    // Interim response (e.g. 100 Continue): drop it and read on.
+                    buf.copy_within(len..end, 0);
+                    end -= len;
+                    continue;
+                }
+                break (status, keep_alive, framing, len);
+            }
+            Ok(httparse::Status::Partial) => continue,
+            Err(_) => return Err(bad("malformed response head")),
+        }
+    };
+    let mut bytes = 0u64;
+    let mut have = end - head_len; // body bytes already in buf[head_len..end]
+    match framing {
+        Framing::Length(n) => {
+            if have as u64 > n {
+                return Err(bad("bytes after the response"));
+            }
+            let mut left = n - have as u64;
+            bytes += have as u64;
+            while left > 0 {
+                let want = (left as usize).min(buf.len());
+                let k = r.read(&mut buf[..want]).await?;
+                if k == 0 {
+                    return Err(bad("closed mid-body"));
+                }
+                left -= k as u64;
+                bytes += k as u64;
+            }
+            Ok(Outcome::Done { status, keep_alive, bytes })
+        }
+        Framing::Close => {
+            bytes += have as u64;
+            loop {
+                let k = r.read(buf).await?;
+                if k == 0 {
+                    return Ok(Outcome::Done { status, keep_alive: false, bytes });
+                }
+                bytes += k as u64;
+            }
+        }
+        Framing::Chunked => {
+            // Move the leftover to the front and decode incrementally.
+            buf.copy_within(head_len..end, 0);
+            let mut pos = 0; // parse position
+            let mut chunk_left: u64 = 0; // data bytes still to skip (+2 for CRLF handled below)
+            let mut state = ChunkState::Size;
+            loop {
+                match state {
+                    ChunkState::Data => {
+                        let avail = (have - pos) as u64;
+                        let take = avail.min(chunk_left);
+                        pos += take as usize;
+                        chunk_left -= take;
+                        bytes += take;
+                        if chunk_left == 0 {
+                            state = ChunkState::DataCrlf;
+                            continue;
+                        }
+                    }
+                    ChunkState::DataCrlf | ChunkState::Size | ChunkState::Trailer => {
+                        if let Some(i) = buf[pos..have].windows(2).position(|w| w == b"\r\n") {
+                            let line = &buf[pos..pos + i];
+                            pos += i + 2;
+                            match state {
+                                ChunkState::DataCrlf => {
+                                    if !line.is_empty() {
+                                        return Err(bad("chunk data not followed by CRLF"));
+                                    }
+                                    state = ChunkState::Size;
+                                }
+                                ChunkState::Size => {
+                                    let digits = line.split(|&c| c == b';').next().unwrap_or(b"");
+                                    let text = std::str::from_utf8(digits)
+                                        .map_err(|_| bad("bad chunk size"))?;
+                                    let n = u64::from_str_radix(text.trim(), 16)
+                                        .map_err(|_| bad("bad chunk size"))?;
+                                    if n == 0 {
+                                        state = ChunkState::Trailer;
+                                    } else {
+                                        chunk_left = n;
+                                        state = ChunkState::Data;
+                                    }
+                                }
+                                _ => {
+                                    if line.is_empty() {
+                                        if pos != have {
+                                            return Err(bad("bytes after the response"));
+                                        }
+                                        return Ok(Outcome::Done { status, keep_alive, bytes });
+                                    }
+                                }
+                            }
+                            continue;
+                        }
+                    }
+                }
+                // Need more bytes: keep the unparsed tail, refill.
+                buf.copy_within(pos..have, 0);
+                have -= pos;
+                pos = 0;
+                if have == buf.len() {
+                    return Err(bad("chunk line too long"));
+                }
+                let k = r.read(&mut buf[have..]).await?;
+                if k == 0 {
+                    return Err(bad("closed mid-body"));
+                }
+                have += k;
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Framing {
+    Length(u64),
+    Chunked,
+    Close,
+}
+
+#[derive(Clone, Copy)]
+enum ChunkState {
+    Size,
+    Data,
+    DataCrlf,
+    Trailer,
+}
+
+/// This process's user+system CPU time in seconds.
+fn cpu_time() -> f64 {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Raises RLIMIT_NOFILE to at least `want` (up to the hard limit, which root may raise too).
+fn raise_nofile(want: u64) {
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        if lim.rlim_cur >= want {
+            return;
+        }
+        let raised = libc::rlimit {
+            rlim_cur: want.max(lim.rlim_cur),
+            rlim_max: want.max(lim.rlim_max),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            if lim.rlim_cur < want {
+                eprintln!(
+                    "loadgen: warning: RLIMIT_NOFILE is {}, below the {want} this run needs",
+                    lim.rlim_cur
+                );
+            }
+        }
+    }
+}
