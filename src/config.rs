@@ -51,7 +51,7 @@ pub struct Args {
 
     /// Body relay engine: `ring` (registered buffers on a per-shard io_uring), `copy` (one
     /// buffer, recv/send), or `auto` (ring where the kernel supports it, else copy with a warning).
-    #[arg(long, value_name = "MODE", value_enum, default_value_t = RelayMode::Copy)]
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = RelayMode::Auto)]
     pub relay: RelayMode,
 
     /// Bodies (or chunks) of at most this many bytes use the copy engine even when the ring
@@ -439,11 +439,11 @@ mod tests {
     #[test]
     fn relay_flags_are_validated() {
         let base = ["corelay", "--backend", "127.0.0.1:1"];
-        let with = |extra: &[&str]| {
-            let mut v: Vec<&str> = base.to_vec();
+        fn with<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+            let mut v = vec!["corelay", "--backend", "127.0.0.1:1"];
             v.extend_from_slice(extra);
             v
-        };
+        }
         for (extra, flag) in [
             (&["--buffer-size", "0"][..], "--buffer-size"),
             (&["--buffer-size", "3000"][..], "--buffer-size"),
@@ -454,7 +454,10 @@ mod tests {
                 &["--buffer-ring-size", "16384", "--buffer-size", "1MiB"][..],
                 "--buffer-ring-size",
             ),
-            (&["--max-buffers-per-transfer", "0"][..], "--max-buffers-per-transfer"),
+            (
+                &["--max-buffers-per-transfer", "0"][..],
+                "--max-buffers-per-transfer",
+            ),
             (
                 &["--buffer-ring-size", "8", "--max-buffers-per-transfer", "9"][..],
                 "--max-buffers-per-transfer",
@@ -470,7 +473,7 @@ mod tests {
         assert_eq!(c.relay, RelayMode::Copy);
         assert_eq!(c.relay_copy_below, 0);
         let c = parse_args(base).unwrap();
-        assert_eq!(c.relay, RelayMode::Copy);
+        assert_eq!(c.relay, RelayMode::Auto);
         assert_eq!(c.max_buffers_per_transfer, DEFAULT_MAX_BUFFERS_PER_TRANSFER);
     }
 }

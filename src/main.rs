@@ -26,24 +26,32 @@ fn main() -> ExitCode {
 
     // glommio pins an I/O arena per executor; where the limit is too low it only skips
     // registering it, so for glommio alone a failure here is a warning. The relay ring's
-    // registered buffers are pinned too: with the ring engine a limit that cannot be raised
-    // is an error.
+    // registered buffers are pinned too: if the limit cannot be raised and registering them
+    // then fails, that is an error naming the limit (with CAP_IPC_LOCK nothing is charged
+    // to the limit and registration succeeds anyway).
     let shards_n = config.cpus.len() as u64;
     let relay_memory = shards_n * config.buffer_ring_size as u64 * config.buffer_size as u64;
     let uses_ring = config.relay != RelayMode::Copy;
     let wanted = GLOMMIO_IO_MEMORY * shards_n + if uses_ring { relay_memory } else { 0 };
-    if let Err(e) = shards::raise_memlock_limit(wanted) {
-        if uses_ring {
-            eprintln!("error: {e} (or run with --relay copy)");
-            return ExitCode::FAILURE;
-        }
-        log::warn!("{e}");
-    }
+    let memlock = shards::raise_memlock_limit(wanted).err();
     match corelay::relay::preflight(&mut config) {
-        Ok(None) => {}
-        Ok(Some(warning)) => log::warn!("{warning}"),
+        Ok(None) => {
+            if let Some(e) = memlock {
+                log::warn!("{e}");
+            }
+        }
+        Ok(Some(warning)) => match memlock {
+            Some(e) => {
+                eprintln!("error: {e} (or run with --relay copy)");
+                return ExitCode::FAILURE;
+            }
+            None => log::warn!("{warning}"),
+        },
         Err(e) => {
-            eprintln!("error: {e}");
+            match memlock {
+                Some(m) => eprintln!("error: {e}; {m}"),
+                None => eprintln!("error: {e}"),
+            }
             return ExitCode::FAILURE;
         }
     }

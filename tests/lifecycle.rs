@@ -13,13 +13,18 @@ fn startup_lines_are_printed_in_order() {
     let be = Backend::ok(b"x");
     let cr = Corelay::start_with_metrics(&[be.addr], &[]);
     let l = &cr.startup_lines;
-    assert_eq!(l.len(), 3, "{l:?}");
-    assert!(l[0].starts_with("corelay: metrics on 127.0.0.1:"), "{l:?}");
+    assert_eq!(l.len(), 4, "{l:?}");
+    // The relay memory line: cores x ring size x buffer size, with the engine in use.
     assert!(
-        l[1].starts_with("corelay: shard 0 on cpu ") && l[1].contains(" listening on 127.0.0.1:"),
+        l[0].starts_with("corelay: relay memory 4 MiB (1 shards x 256 buffers x 16 KiB), engine "),
         "{l:?}"
     );
-    assert_eq!(l[2], "corelay: ready");
+    assert!(l[1].starts_with("corelay: metrics on 127.0.0.1:"), "{l:?}");
+    assert!(
+        l[2].starts_with("corelay: shard 0 on cpu ") && l[2].contains(" listening on 127.0.0.1:"),
+        "{l:?}"
+    );
+    assert_eq!(l[3], "corelay: ready");
     assert_ne!(cr.addr.port(), 0);
     assert_ne!(cr.metrics_addr.unwrap().port(), 0);
     assert_ne!(cr.addr, cr.metrics_addr.unwrap());

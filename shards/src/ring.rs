@@ -249,7 +249,13 @@ impl BufferRing {
             ring: RefCell::new(ring),
             eventfd: Cell::new(Some(efd)),
         };
-        Ok(BufferRing::assemble(memory, Some(uring), count, size, gauges))
+        Ok(BufferRing::assemble(
+            memory,
+            Some(uring),
+            count,
+            size,
+            gauges,
+        ))
     }
 
     fn assemble(
@@ -564,7 +570,12 @@ impl Buf {
     }
 
     /// Starts `READ_FIXED` of at most `len` bytes from `fd` into the start of the buffer.
-    pub fn start_read(&mut self, fd: RawFd, len: usize, timeout: Option<Duration>) -> io::Result<()> {
+    pub fn start_read(
+        &mut self,
+        fd: RawFd,
+        len: usize,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
         self.start(OpSpec {
             kind: OpKind::Read,
             fd,

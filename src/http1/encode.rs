@@ -10,6 +10,7 @@ use std::io::Write;
 use std::net::IpAddr;
 
 use super::connection;
+use super::date::write_date_field;
 use super::request::{Method, RequestBody, RequestHead, Version};
 use super::response::ResponseHead;
 use super::span::HeaderSpan;
@@ -55,10 +56,14 @@ const REQUEST_REWRITTEN: &[&str] = &[
 const RESPONSE_REWRITTEN: &[&str] = &["transfer-encoding", "content-length", "via"];
 
 /// Appends the request head for the backend (always HTTP/1.1) to `out`.
+///
+/// A TRACE or OPTIONS with `Max-Forwards: n` goes out with `n - 1`; one with
+/// `Max-Forwards: 0` should not be forwarded at all (`answer_locally`), and if
+/// it is, it keeps 0.
 pub fn encode_request(buf: &[u8], head: &RequestHead, info: &ForwardInfo, out: &mut Vec<u8>) {
     out.extend_from_slice(head.method_span.get(buf));
     out.push(b' ');
-    out.extend_from_slice(head.target.get(buf));
+    head.write_target(buf, out);
     out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
     match head.host {
         Some(h) => out.extend_from_slice(h.get(buf)),
@@ -66,12 +71,24 @@ pub fn encode_request(buf: &[u8], head: &RequestHead, info: &ForwardInfo, out: &
     }
     out.extend_from_slice(b"\r\n");
 
+    // RFC 9110 §7.6.2: "Each intermediary that receives a TRACE or OPTIONS
+    // request containing a Max-Forwards header field MUST check and update
+    // its value prior to forwarding the request." Other methods: as received.
+    let max_forwards = match head.method {
+        Method::Trace | Method::Options => head.max_forwards,
+        _ => None,
+    };
     let headers = &head.headers[..];
     for h in headers {
         let name = h.name.get(buf);
-        if !is_listed(REQUEST_REWRITTEN, name) && !connection::is_hop_field(buf, headers, name) {
+        let rewritten = is_listed(REQUEST_REWRITTEN, name)
+            || (max_forwards.is_some() && name.eq_ignore_ascii_case(b"max-forwards"));
+        if !rewritten && !connection::is_hop_field(buf, headers, name) {
             write_field(buf, h, out);
         }
+    }
+    if let Some(n) = max_forwards {
+        let _ = write!(out, "Max-Forwards: {}\r\n", n.saturating_sub(1));
     }
 
     out.extend_from_slice(b"X-Forwarded-For: ");
@@ -98,7 +115,8 @@ pub fn encode_request(buf: &[u8], head: &RequestHead, info: &ForwardInfo, out: &
 /// Appends the response head for the client to `out`. The status line is
 /// always `HTTP/1.1 <status> <reason>`; `keep_alive` = false adds
 /// `Connection: close`, and true towards an HTTP/1.0 client adds
-/// `Connection: keep-alive` (1.0 closes by default).
+/// `Connection: keep-alive` (1.0 closes by default). A response without Date
+/// gets the current time (RFC 9110 §6.6.1).
 pub fn encode_response(
     buf: &[u8],
     head: &ResponseHead,
@@ -113,11 +131,21 @@ pub fn encode_response(
     out.extend_from_slice(b"\r\n");
 
     let headers = &head.headers[..];
+    let mut has_date = false;
     for h in headers {
         let name = h.name.get(buf);
         if !is_listed(RESPONSE_REWRITTEN, name) && !connection::is_hop_field(buf, headers, name) {
+            has_date |= name.eq_ignore_ascii_case(b"date");
             write_field(buf, h, out);
         }
+    }
+    // RFC 9110 §6.6.1: "A recipient with a clock that receives a response
+    // message without a Date header field MUST record the time it was
+    // received and append a corresponding Date header field to the message's
+    // header section if it is cached or forwarded downstream." The head was
+    // just received, so now is that time.
+    if !has_date {
+        write_date_field(out);
     }
     write_via(buf, headers, head.version, info_via, out);
 
@@ -134,12 +162,19 @@ pub fn encode_response(
             }
         }
     }
+    write_connection(client_version, keep_alive, out);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The Connection field of a response to a `client_version` client: close
+/// when we will, keep-alive to HTTP/1.0 (which closes by default), nothing
+/// for HTTP/1.1 keep-alive (its default).
+pub(crate) fn write_connection(client_version: Version, keep_alive: bool, out: &mut Vec<u8>) {
     if !keep_alive {
         out.extend_from_slice(b"Connection: close\r\n");
     } else if client_version == Version::Http10 {
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
-    out.extend_from_slice(b"\r\n");
 }
 
 fn is_listed(list: &[&str], name: &[u8]) -> bool {
@@ -186,6 +221,7 @@ fn write_via(buf: &[u8], headers: &[HeaderSpan], received: Version, via: &str, o
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http1::date::without_date;
     use crate::http1::limits::Limits;
     use crate::http1::request::parse_request;
     use crate::http1::response::{parse_response, ResponseHead};
@@ -280,6 +316,128 @@ mod tests {
     }
 
     #[test]
+    fn request_absolute_form_with_empty_path() {
+        // RFC 9112 §3.2.1: the empty path is sent as "/", before the query too.
+        assert_eq!(
+            forward(b"GET http://h?q=1 HTTP/1.1\r\nHost: h\r\n\r\n"),
+            "GET /?q=1 HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 192.0.2.7\r\n\
+             X-Forwarded-Proto: http\r\nVia: 1.1 corelay\r\n\r\n"
+        );
+        assert!(forward(b"GET http://h HTTP/1.1\r\nHost: h\r\n\r\n")
+            .starts_with("GET / HTTP/1.1\r\nHost: h\r\n"));
+        // RFC 9112 §3.2.4's own example.
+        let out = forward(
+            b"OPTIONS http://www.example.org:8001 HTTP/1.1\r\nHost: www.example.org:8001\r\n\r\n",
+        );
+        assert!(
+            out.starts_with("OPTIONS * HTTP/1.1\r\nHost: www.example.org:8001\r\n"),
+            "{out}"
+        );
+        assert!(forward(b"OPTIONS http://h?a HTTP/1.1\r\nHost: h\r\n\r\n")
+            .starts_with("OPTIONS /?a HTTP/1.1\r\n"));
+        assert!(forward(b"OPTIONS http://h/ HTTP/1.1\r\nHost: h\r\n\r\n")
+            .starts_with("OPTIONS / HTTP/1.1\r\n"));
+    }
+
+    #[test]
+    fn request_max_forwards() {
+        // RFC 9110 §7.6.2: TRACE and OPTIONS get the value minus one, in a
+        // single field replacing the received ones.
+        let out = forward(b"TRACE /t HTTP/1.1\r\nHost: h\r\nMax-Forwards: 5\r\nX: 1\r\n\r\n");
+        assert_eq!(
+            out,
+            "TRACE /t HTTP/1.1\r\nHost: h\r\nX: 1\r\nMax-Forwards: 4\r\n\
+             X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\nVia: 1.1 corelay\r\n\r\n"
+        );
+        let out = forward(
+            b"OPTIONS * HTTP/1.1\r\nHost: h\r\nmax-forwards: 1\r\nMax-Forwards: 01\r\n\r\n",
+        );
+        assert_eq!(out.matches("ax-Forwards").count(), 1, "{out}");
+        assert!(out.contains("\r\nMax-Forwards: 0\r\n"), "{out}");
+        let out = forward(
+            b"OPTIONS * HTTP/1.1\r\nHost: h\r\nMax-Forwards: 99999999999999999999999\r\n\r\n",
+        );
+        assert!(
+            out.contains(&format!("\r\nMax-Forwards: {}\r\n", u64::MAX - 1)),
+            "{out}"
+        );
+        // Other methods: passed through as received, valid or not.
+        for v in ["5", "0", "x", "5, 5"] {
+            let out = forward(
+                format!("GET / HTTP/1.1\r\nHost: h\r\nMax-Forwards: {v}\r\n\r\n").as_bytes(),
+            );
+            assert!(out.contains(&format!("\r\nMax-Forwards: {v}\r\n")), "{out}");
+            assert_eq!(out.matches("Max-Forwards").count(), 1, "{out}");
+        }
+        // Absent: none is added.
+        assert!(!forward(b"TRACE / HTTP/1.1\r\nHost: h\r\n\r\n").contains("Max-Forwards"));
+        // A TRACE that should have been answered locally keeps its 0.
+        assert!(
+            forward(b"TRACE / HTTP/1.1\r\nHost: h\r\nMax-Forwards: 0\r\n\r\n")
+                .contains("\r\nMax-Forwards: 0\r\n")
+        );
+    }
+
+    #[test]
+    fn response_date() {
+        // RFC 9110 §6.6.1: a forwarded response without Date gets one...
+        let buf = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        let mut head = ResponseHead::new();
+        parse_response(buf, &Limits::default(), Method::Get, &mut head).unwrap();
+        let mut out = Vec::new();
+        let now = crate::http1::date::http_date_now();
+        encode_response(
+            buf,
+            &head,
+            OutFraming::Length(0),
+            Version::Http11,
+            true,
+            "corelay",
+            &mut out,
+        );
+        let text = String::from_utf8(out).unwrap();
+        let date = text.lines().find_map(|l| l.strip_prefix("Date: ")).unwrap();
+        let later = crate::http1::date::http_date_now();
+        assert!(date.as_bytes() == now || date.as_bytes() == later, "{date}");
+        // ...one with Date keeps the backend's, and only it.
+        let buf =
+            b"HTTP/1.1 200 OK\r\ndate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 0\r\n\r\n";
+        parse_response(buf, &Limits::default(), Method::Get, &mut head).unwrap();
+        let mut out = Vec::new();
+        encode_response(
+            buf,
+            &head,
+            OutFraming::Length(0),
+            Version::Http11,
+            true,
+            "corelay",
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\ndate: Sun, 06 Nov 1994 08:49:37 GMT\r\nVia: 1.1 corelay\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        // A Date that the backend made hop-by-hop is dropped, so ours replaces it.
+        let buf = b"HTTP/1.1 200 OK\r\nConnection: Date\r\nDate: x\r\nContent-Length: 0\r\n\r\n";
+        parse_response(buf, &Limits::default(), Method::Get, &mut head).unwrap();
+        let mut out = Vec::new();
+        encode_response(
+            buf,
+            &head,
+            OutFraming::Length(0),
+            Version::Http11,
+            true,
+            "corelay",
+            &mut out,
+        );
+        assert_eq!(
+            without_date(&out),
+            "HTTP/1.1 200 OK\r\nVia: 1.1 corelay\r\nContent-Length: 0\r\n\r\n"
+        );
+    }
+
+    #[test]
     fn request_framing_written_afresh() {
         let out = forward(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n");
         assert!(out.ends_with("Transfer-Encoding: chunked\r\n\r\n"), "{out}");
@@ -313,7 +471,8 @@ mod tests {
         );
         let mut out = Vec::new();
         encode_response(buf, &head, framing, client, keep_alive, "corelay", &mut out);
-        String::from_utf8(out).unwrap()
+        // These backends send no Date, so the proxy adds exactly one.
+        without_date(&out)
     }
 
     #[test]

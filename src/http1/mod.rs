@@ -9,10 +9,12 @@
 mod chunk_line;
 mod chunked;
 mod connection;
+mod date;
 mod encode;
 mod framing;
 mod host;
 mod limits;
+mod local;
 mod request;
 mod response;
 mod span;
@@ -20,17 +22,22 @@ mod status;
 mod syntax;
 mod target;
 mod trailer;
+mod version;
 
 pub use chunked::{
     encode_chunk_size, encode_last_chunk, Chunk, ChunkError, ChunkedDecoder, CHUNK_DATA_END,
     MAX_CHUNK_LINE, MAX_TRAILER_BYTES,
 };
+pub use date::{http_date_now, imf_fixdate, IMF_FIXDATE_LEN};
 pub use encode::{encode_request, encode_response, ForwardInfo, OutFraming};
 pub use limits::{
     Limits, DEFAULT_MAX_HEADERS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_TARGET_LEN,
     MAX_CONTENT_LENGTH, MAX_HEADERS_LIMIT,
 };
+pub use local::{encode_options_response, encode_trace_response};
 pub use request::{parse_request, Method, RequestBody, RequestError, RequestHead, Version};
 pub use response::{parse_response, ResponseBody, ResponseError, ResponseHead};
 pub use span::{HeaderSpan, Span};
 pub use status::{error_response, reason_phrase, CONTINUE_100};
+pub use target::TargetPrefix;
+pub use version::normalize_request_version;

@@ -15,7 +15,8 @@ use super::host;
 use super::limits::{Limits, INITIAL_HEADER_CAPACITY, MAX_HEADERS_LIMIT};
 use super::span::{HeaderSpan, Span};
 use super::syntax::{is_tchar, list_elements};
-use super::target;
+use super::target::{self, TargetPrefix};
+use super::version::is_unsupported_major;
 
 /// HTTP versions we speak; anything else is refused at parse time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,9 +107,14 @@ pub enum RequestBody {
 pub struct RequestHead {
     pub method: Method,
     pub method_span: Span,
-    /// What to forward: origin-form path+query (the path part of an
-    /// absolute-form, `/` if empty), or `*` for `OPTIONS *`.
+    /// What to forward, after `target_prefix`: origin-form path+query (the
+    /// path part of an absolute-form, `/` if empty), or `*` for `OPTIONS *`.
     pub target: Span,
+    /// Bytes to forward before `target` that the buffer does not hold:
+    /// `/` before the `?query` of `http://h?query`, or `*` (with an empty
+    /// `target`) for `OPTIONS http://h` (see [`TargetPrefix`]). `None` for
+    /// every origin-form request, so `target` alone is what most code needs.
+    pub target_prefix: TargetPrefix,
     pub version: Version,
     pub headers: Vec<HeaderSpan>,
     /// Bytes of the head including any skipped leading empty lines and the
@@ -122,6 +128,12 @@ pub struct RequestHead {
     /// The validated host (from an absolute-form authority when present);
     /// `None` only for HTTP/1.0 without Host.
     pub host: Option<Span>,
+    /// The Max-Forwards value (RFC 9110 §7.6.2), if the field is present and
+    /// valid. Validated strictly only for TRACE and OPTIONS, the methods it
+    /// applies to; on others an invalid value is left `None` and forwarded.
+    /// Values above `u64::MAX` saturate (the proxy's "maximum supported
+    /// value").
+    pub max_forwards: Option<u64>,
 }
 
 impl RequestHead {
@@ -141,6 +153,7 @@ impl RequestHead {
             method: Method::Get,
             method_span: Span::default(),
             target: Span::default(),
+            target_prefix: TargetPrefix::None,
             version: Version::Http11,
             headers,
             head_len: 0,
@@ -148,7 +161,21 @@ impl RequestHead {
             keep_alive: false,
             expect_continue: false,
             host: None,
+            max_forwards: None,
         }
+    }
+
+    /// RFC 9110 §7.6.2: a TRACE or OPTIONS with `Max-Forwards: 0` must not be
+    /// forwarded; the proxy "MUST respond as the final recipient" (see
+    /// `encode_options_response` and `encode_trace_response`).
+    pub fn answer_locally(&self) -> bool {
+        matches!(self.method, Method::Trace | Method::Options) && self.max_forwards == Some(0)
+    }
+
+    /// Appends the request-target to forward: `target_prefix`, then `target`.
+    pub fn write_target(&self, buf: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(self.target_prefix.as_bytes());
+        out.extend_from_slice(self.target.get(buf));
     }
 
     /// The value of the first header field named `name` (case-insensitive).
@@ -182,6 +209,9 @@ pub enum RequestError {
     NotImplemented(&'static str),
     /// 417: an Expect other than 100-continue.
     ExpectationFailed,
+    /// 505: a well-formed HTTP-version with a major version other than 1
+    /// (RFC 9110 §15.6.6), e.g. `HTTP/2.0`.
+    VersionNotSupported,
 }
 
 impl RequestError {
@@ -192,6 +222,7 @@ impl RequestError {
             RequestError::BadRequest(_) => 400,
             RequestError::NotImplemented(_) => 501,
             RequestError::ExpectationFailed => 417,
+            RequestError::VersionNotSupported => 505,
         }
     }
 }
@@ -205,6 +236,7 @@ impl fmt::Display for RequestError {
             RequestError::BadRequest(r) => write!(f, "bad request: {r}"),
             RequestError::NotImplemented(r) => write!(f, "not implemented: {r}"),
             RequestError::ExpectationFailed => f.write_str("unsupported expectation"),
+            RequestError::VersionNotSupported => f.write_str("unsupported HTTP major version"),
         }
     }
 }
@@ -215,6 +247,9 @@ impl std::error::Error for RequestError {}
 ///
 /// Ok(true): a complete head is in `buf[..head.head_len]`. Ok(false): more
 /// bytes are needed, and `buf` is still within the limits.
+///
+/// Only HTTP/1.0 and 1.1 are accepted; run `normalize_request_version` on the
+/// buffer first to have HTTP/1.2..1.9 read as 1.1 (RFC 9110 §2.5).
 pub fn parse_request(
     buf: &[u8],
     limits: &Limits,
@@ -235,6 +270,9 @@ pub fn parse_request(
         )
         .map_err(|e| match e {
             httparse::Error::TooManyHeaders => RequestError::TooManyHeaders,
+            httparse::Error::Version if is_unsupported_major(buf) => {
+                RequestError::VersionNotSupported
+            }
             httparse::Error::Version => RequestError::BadRequest("unsupported HTTP version"),
             httparse::Error::Token => RequestError::BadRequest("invalid request line"),
             httparse::Error::HeaderName => RequestError::BadRequest("invalid header name"),
@@ -265,6 +303,7 @@ pub fn parse_request(
     }
     let target = target::classify(buf, Span::of(buf, path.as_bytes()), head.method)?;
     head.target = target.forward;
+    head.target_prefix = target.prefix;
 
     let http11 = head.version == Version::Http11;
     let mut fields = Fields::default();
@@ -273,6 +312,18 @@ pub fn parse_request(
         head.headers.push(span);
         fields.add(buf, span, http11)?;
     }
+    head.max_forwards = match fields.max_forwards {
+        MaxForwards::Absent => None,
+        MaxForwards::Value(n) => Some(n),
+        // RFC 9110 §7.6.2 only asks intermediaries to act on it for TRACE and
+        // OPTIONS; elsewhere it is opaque and forwarded as received.
+        MaxForwards::Invalid(reason) => {
+            if matches!(head.method, Method::Trace | Method::Options) {
+                return Err(RequestError::BadRequest(reason));
+            }
+            None
+        }
+    };
 
     head.host = fields.host(buf, http11)?;
     if let Some(authority) = target.authority {
@@ -288,6 +339,46 @@ pub fn parse_request(
     Ok(true)
 }
 
+/// What the Max-Forwards lines of a request said.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum MaxForwards {
+    #[default]
+    Absent,
+    Value(u64),
+    /// Not `1*DIGIT`, or lines that disagree.
+    Invalid(&'static str),
+}
+
+impl MaxForwards {
+    /// RFC 9110 §7.6.2: `Max-Forwards = 1*DIGIT`; a single value, not a list,
+    /// so "5, 5" is as invalid as "x". Repeated lines with the same value are
+    /// accepted, as for Content-Length; differing ones are ambiguous.
+    fn add_line(&mut self, value: &[u8]) {
+        if matches!(self, MaxForwards::Invalid(_)) {
+            return;
+        }
+        let Some(n) = parse_digits(value) else {
+            *self = MaxForwards::Invalid("invalid Max-Forwards");
+            return;
+        };
+        *self = match *self {
+            MaxForwards::Value(m) if m != n => MaxForwards::Invalid("conflicting Max-Forwards"),
+            _ => MaxForwards::Value(n),
+        };
+    }
+}
+
+/// `1*DIGIT`, saturating at `u64::MAX`: any larger count of hops is as good
+/// as unlimited, and RFC 9110 §7.6.2 lets us forward our maximum instead.
+fn parse_digits(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(value.iter().fold(0u64, |n, &d| {
+        n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+    }))
+}
+
 /// The header fields that drive decisions, gathered in one pass.
 #[derive(Default)]
 struct Fields {
@@ -297,6 +388,7 @@ struct Fields {
     transfer_encoding: TransferEncoding,
     expect_continue: bool,
     bad_expect: bool,
+    max_forwards: MaxForwards,
 }
 
 impl Fields {
@@ -311,6 +403,8 @@ impl Fields {
                 .map_err(|e| RequestError::BadRequest(e.reason()))?;
         } else if h.is(buf, "transfer-encoding") {
             self.transfer_encoding.add_line(value);
+        } else if h.is(buf, "max-forwards") {
+            self.max_forwards.add_line(value);
         } else if h.is(buf, "expect") && http11 {
             // RFC 9110 §10.1.1: a 100-continue in HTTP/1.0 must be ignored;
             // HTTP/1.0 had no Expect, so other values are ignored with it.
@@ -522,13 +616,108 @@ mod tests {
             parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().version,
             Version::Http10
         );
-        for v in ["HTTP/1.2", "HTTP/2.0", "HTTP/0.9", "http/1.1", "HTTP/1.10"] {
+        // HTTP/1.2 without normalize_request_version is still refused.
+        for v in [
+            "HTTP/1.2",
+            "HTTP/0.9",
+            "http/1.1",
+            "HTTP/1.10",
+            "HTTP/11",
+            "HTTP/2",
+        ] {
             let buf = format!("GET / {v}\r\nHost: a\r\n\r\n");
             assert!(bad(buf.as_bytes()), "{v}");
         }
         assert!(bad(b"GET /\r\nHost: a\r\n\r\n"));
         assert!(bad(b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n"));
         assert!(bad(b"GET / HTTP/1.1 \r\nHost: a\r\n\r\n"));
+        assert!(bad(b"GET / x HTTP/2.0\r\nHost: a\r\n\r\n"));
+    }
+
+    #[test]
+    fn unsupported_major_is_505() {
+        // RFC 9110 §15.6.6.
+        for v in ["HTTP/2.0", "HTTP/3.0", "HTTP/9.1"] {
+            let buf = format!("GET / {v}\r\nHost: a\r\n\r\n");
+            assert_eq!(
+                parse(buf.as_bytes()).unwrap_err(),
+                RequestError::VersionNotSupported,
+                "{v}"
+            );
+        }
+        let e = parse(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap_err();
+        assert_eq!((e, e.status()), (RequestError::VersionNotSupported, 505));
+        // httparse refuses "HTTP/2" before the line is complete: same answer.
+        let mut head = RequestHead::new();
+        assert_eq!(
+            parse_request(b"GET / HTTP/2", &Limits::default(), &mut head),
+            Err(RequestError::VersionNotSupported)
+        );
+    }
+
+    #[test]
+    fn higher_minor_versions_after_normalizing() {
+        // RFC 9110 §2.5: HTTP/1.2 is processed as HTTP/1.1.
+        let mut buf = b"GET /v HTTP/1.2\r\nHost: a\r\n\r\n".to_vec();
+        assert!(crate::http1::normalize_request_version(&mut buf));
+        let h = parse(&buf).unwrap();
+        assert_eq!(h.version, Version::Http11);
+        assert!(h.keep_alive);
+        // Arriving in pieces: normalising before each attempt works as soon as
+        // the 8 version bytes are there, which is when httparse would refuse.
+        let full = b"GET /v HTTP/1.7\r\nHost: a\r\n\r\n";
+        let mut head = RequestHead::new();
+        let mut buf = Vec::new();
+        for &b in full.iter() {
+            buf.push(b);
+            crate::http1::normalize_request_version(&mut buf);
+            let done = parse_request(&buf, &Limits::default(), &mut head).unwrap();
+            assert_eq!(done, buf.len() == full.len());
+        }
+        assert_eq!(head.version, Version::Http11);
+    }
+
+    #[test]
+    fn max_forwards() {
+        let mf = |m: &str, v: &str| {
+            let target = if m == "OPTIONS" { "*" } else { "/" };
+            let buf = format!("{m} {target} HTTP/1.1\r\nHost: a\r\n{v}\r\n");
+            parse(buf.as_bytes()).map(|h| (h.max_forwards, h.answer_locally()))
+        };
+        for m in ["OPTIONS", "TRACE"] {
+            assert_eq!(mf(m, ""), Ok((None, false)));
+            assert_eq!(mf(m, "Max-Forwards: 0\r\n"), Ok((Some(0), true)));
+            assert_eq!(mf(m, "max-forwards: 00\r\n"), Ok((Some(0), true)));
+            assert_eq!(mf(m, "Max-Forwards: 7\r\n"), Ok((Some(7), false)));
+            assert_eq!(
+                mf(m, "Max-Forwards: 3\r\nMax-Forwards: 03\r\n"),
+                Ok((Some(3), false))
+            );
+            assert_eq!(
+                mf(m, "Max-Forwards: 99999999999999999999999\r\n"),
+                Ok((Some(u64::MAX), false))
+            );
+            for bad_value in [
+                "Max-Forwards:\r\n",
+                "Max-Forwards: x\r\n",
+                "Max-Forwards: -1\r\n",
+                "Max-Forwards: +1\r\n",
+                "Max-Forwards: 1.0\r\n",
+                "Max-Forwards: 1 2\r\n",
+                "Max-Forwards: 5, 5\r\n",
+                "Max-Forwards: 1\r\nMax-Forwards: 2\r\n",
+                "Max-Forwards: 0\r\nMax-Forwards: x\r\n",
+            ] {
+                assert!(is_bad(mf(m, bad_value)), "{m} {bad_value:?}");
+            }
+        }
+        // Other methods: parsed when valid, never an error, never local.
+        assert_eq!(mf("GET", "Max-Forwards: 0\r\n"), Ok((Some(0), false)));
+        assert_eq!(mf("GET", "Max-Forwards: x\r\n"), Ok((None, false)));
+        assert_eq!(
+            mf("GET", "Max-Forwards: 1\r\nMax-Forwards: 2\r\n"),
+            Ok((None, false))
+        );
     }
 
     #[test]
@@ -718,7 +907,28 @@ mod tests {
         let buf = b"GET HTTPS://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n";
         let h = parse(buf).unwrap();
         assert_eq!(text(buf, h.target), "/");
+        assert_eq!(h.target_prefix, TargetPrefix::None);
         assert_eq!(text(buf, h.host.unwrap()), "example.com");
+
+        // RFC 9112 §3.2.1/§3.2.2: empty path before a query is "/".
+        let buf = b"GET http://h:81?q=1 HTTP/1.1\r\nHost: h\r\n\r\n";
+        let h = parse(buf).unwrap();
+        assert_eq!(
+            (h.target_prefix, text(buf, h.target)),
+            (TargetPrefix::Slash, "?q=1")
+        );
+        assert_eq!(text(buf, h.host.unwrap()), "h:81");
+        let mut t = Vec::new();
+        h.write_target(buf, &mut t);
+        assert_eq!(t, b"/?q=1");
+        // RFC 9112 §3.2.4: OPTIONS to an empty path and no query is "*".
+        let buf = b"OPTIONS http://www.example.org:8001 HTTP/1.1\r\nHost: x\r\n\r\n";
+        let h = parse(buf).unwrap();
+        assert_eq!(h.target_prefix, TargetPrefix::Asterisk);
+        let mut t = Vec::new();
+        h.write_target(buf, &mut t);
+        assert_eq!(t, b"*");
+        assert_eq!(text(buf, h.host.unwrap()), "www.example.org:8001");
 
         // Absolute-form on HTTP/1.0 needs no Host.
         let buf = b"GET http://example.com/x HTTP/1.0\r\n\r\n";
@@ -928,13 +1138,16 @@ mod tests {
         assert_eq!(RequestError::BadRequest("x").status(), 400);
         assert_eq!(RequestError::NotImplemented("x").status(), 501);
         assert_eq!(RequestError::ExpectationFailed.status(), 417);
+        assert_eq!(RequestError::VersionNotSupported.status(), 505);
         assert_eq!(RequestError::BadRequest("x").to_string(), "bad request: x");
     }
 
     #[test]
     fn head_is_reused_without_reallocating() {
         let mut head = RequestHead::new();
-        let a = b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nConnection: close\r\nX: 1\r\n\r\n";
+        let a =
+            b"OPTIONS http://a HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nConnection: close\r\n\
+                  Max-Forwards: 2\r\n\r\n";
         assert_eq!(parse_request(a, &Limits::default(), &mut head), Ok(true));
         let cap = head.headers.capacity();
         let ptr = head.headers.as_ptr();
@@ -947,10 +1160,36 @@ mod tests {
         assert_eq!(head.host, None);
         assert!(!head.keep_alive);
         assert_eq!(text(b, head.target), "/b");
+        assert_eq!(head.target_prefix, TargetPrefix::None);
+        assert_eq!(head.max_forwards, None);
         // A failed parse leaves no stale state either.
         assert!(parse_request(b"GET / HTTP/1.1\r\n\r\n", &Limits::default(), &mut head).is_err());
         head.clear();
         assert_eq!(head.head_len, 0);
+    }
+
+    #[test]
+    fn cleared_head_is_not_a_head_request() {
+        // The proxy answers errors without content when `method` is Head
+        // (RFC 9110 §9.3.2); an error before a request line was parsed must
+        // not inherit the previous request's HEAD.
+        let mut head = RequestHead::new();
+        let h = b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(parse_request(h, &Limits::default(), &mut head), Ok(true));
+        assert_eq!(head.method, Method::Head);
+        assert_eq!(
+            parse_request(b"HEAD / HT", &Limits::default(), &mut head),
+            Ok(false)
+        );
+        assert_ne!(head.method, Method::Head);
+        assert_eq!(parse_request(h, &Limits::default(), &mut head), Ok(true));
+        head.clear();
+        assert_ne!(head.method, Method::Head);
+        assert_ne!(RequestHead::new().method, Method::Head);
+        // Once the request line is known, an error keeps the method: a HEAD
+        // refused for its fields still gets an answer without content.
+        assert!(parse_request(b"HEAD / HTTP/1.1\r\n\r\n", &Limits::default(), &mut head).is_err());
+        assert_eq!(head.method, Method::Head);
     }
 
     #[test]

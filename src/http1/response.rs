@@ -14,6 +14,11 @@ use super::limits::{Limits, INITIAL_HEADER_CAPACITY, MAX_HEADERS_LIMIT};
 use super::request::{Method, Version};
 use super::span::{HeaderSpan, Span};
 
+/// The range of status codes RFC 9110 §15 defines: the first digit is the
+/// class, 1 to 5. Anything else from a backend is a malformed response.
+const MIN_STATUS: u16 = 100;
+const MAX_STATUS: u16 = 599;
+
 /// How the response body is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ResponseBody {
@@ -145,8 +150,10 @@ pub fn parse_response(
     let (Some(minor), Some(code)) = (res.version, res.code) else {
         return Err(ResponseError::Malformed("invalid status line"));
     };
-    // httparse takes any three digits; RFC 9110 §15 starts at 100.
-    if !(100..=999).contains(&code) {
+    // httparse takes any three digits; RFC 9110 §15: "All valid status codes
+    // are within the range of 100 to 599, inclusive." Outside it there is no
+    // class to tell us whether a body follows.
+    if !(MIN_STATUS..=MAX_STATUS).contains(&code) {
         return Err(ResponseError::Malformed("invalid status code"));
     }
     head.status = code;
@@ -336,7 +343,12 @@ mod tests {
         assert!(malformed(b"HTTP/1.1 200 OK\r\nA : b\r\n\r\n"));
         assert!(malformed(b"HTTP/1.1 200 OK\r\nA: b\r\n c\r\n\r\n"));
         assert!(malformed(b"HTTP/1.1 200 OK\r\nA: b\x00\r\n\r\n"));
-        assert_eq!(parse(b"HTTP/1.1 999 Odd\r\n\r\n").unwrap().status, 999);
+        // RFC 9110 §15: only classes 1xx-5xx exist.
+        assert!(malformed(b"HTTP/1.1 600 Odd\r\nContent-Length: 0\r\n\r\n"));
+        assert!(malformed(b"HTTP/1.1 999 Odd\r\n\r\n"));
+        assert!(malformed(b"HTTP/1.1 000 Zero\r\n\r\n"));
+        assert_eq!(parse(b"HTTP/1.1 599 Odd\r\n\r\n").unwrap().status, 599);
+        assert_eq!(parse(b"HTTP/1.1 199 Odd\r\n\r\n").unwrap().status, 199);
         assert_eq!(parse(b"HTTP/1.1 100 Continue\r\n\r\n").unwrap().status, 100);
     }
 

@@ -1,7 +1,9 @@
 //! Status codes: canonical reason phrases and the small responses the proxy
-//! generates itself (errors and 100 Continue).
+//! generates itself (errors and 100 Continue; see `local` for OPTIONS/TRACE).
 
 use std::io::Write;
+
+use super::date::write_date_field;
 
 /// Sent to the client when it asked for `Expect: 100-continue` and the proxy
 /// is ready for the body.
@@ -63,7 +65,14 @@ pub fn reason_phrase(status: u16) -> &'static str {
 
 /// Appends a complete plain-text response: `"<status> <reason>\n"` as body,
 /// with `Connection: close` when the proxy will close after sending it.
-pub fn error_response(status: u16, close: bool, out: &mut Vec<u8>) {
+///
+/// `head_request`: the response answers a HEAD, so it carries the same header
+/// fields, Content-Length included, but no content (RFC 9110 §9.3.2; a body
+/// would be read as the start of the next response, RFC 9112 §6.3 item 1).
+///
+/// Date is always sent: the proxy is the origin of this response and has a
+/// clock (RFC 9110 §6.6.1 requires it for 2xx-4xx, allows it for 5xx).
+pub fn error_response(status: u16, close: bool, head_request: bool, out: &mut Vec<u8>) {
     let reason = reason_phrase(status);
     // "<status> <reason>\n", or "<status>\n" for a code without a phrase.
     let body_len = decimal_len(status) + usize::from(!reason.is_empty()) + reason.len() + 1;
@@ -72,10 +81,14 @@ pub fn error_response(status: u16, close: bool, out: &mut Vec<u8>) {
         out,
         "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {body_len}\r\n"
     );
+    write_date_field(out);
     if close {
         out.extend_from_slice(b"Connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
+    if head_request {
+        return;
+    }
     let _ = write!(out, "{status}");
     if !reason.is_empty() {
         out.push(b' ');
@@ -96,6 +109,7 @@ fn decimal_len(mut n: u16) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http1::date::without_date;
 
     #[test]
     fn required_reasons() {
@@ -129,30 +143,55 @@ mod tests {
     #[test]
     fn error_response_with_close() {
         let mut out = Vec::new();
-        error_response(502, true, &mut out);
+        error_response(502, true, false, &mut out);
         assert_eq!(
-            out,
-            b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 16\r\n\
-              Connection: close\r\n\r\n502 Bad Gateway\n"
+            without_date(&out),
+            "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 16\r\n\
+             Connection: close\r\n\r\n502 Bad Gateway\n"
         );
     }
 
     #[test]
     fn error_response_keep_alive() {
         let mut out = Vec::new();
-        error_response(404, false, &mut out);
+        error_response(404, false, false, &mut out);
         assert_eq!(
-            out,
-            b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n\r\n\
-              404 Not Found\n"
+            without_date(&out),
+            "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n\r\n\
+             404 Not Found\n"
         );
+    }
+
+    #[test]
+    fn error_response_to_head_has_no_content() {
+        for close in [true, false] {
+            let mut get = Vec::new();
+            error_response(502, close, false, &mut get);
+            let mut head = Vec::new();
+            error_response(502, close, true, &mut head);
+            // Same head (Content-Length of the GET answer included), no body.
+            let get = without_date(&get);
+            let head = without_date(&head);
+            assert!(head.ends_with("\r\n\r\n"), "{head:?}");
+            assert_eq!(get, format!("{head}502 Bad Gateway\n"));
+            assert!(head.contains("Content-Length: 16\r\n"), "{head:?}");
+        }
+    }
+
+    #[test]
+    fn error_response_always_has_date() {
+        for (code, close, head) in [(400, true, false), (503, false, true), (408, true, true)] {
+            let mut out = Vec::new();
+            error_response(code, close, head, &mut out);
+            without_date(&out);
+        }
     }
 
     #[test]
     fn error_response_body_length_matches() {
         for code in [0, 7, 100, 400, 413, 431, 505, 599, 1000] {
             let mut out = Vec::new();
-            error_response(code, false, &mut out);
+            error_response(code, false, false, &mut out);
             let text = String::from_utf8(out).unwrap();
             let (head, body) = text.split_once("\r\n\r\n").unwrap();
             let cl: usize = head

@@ -70,7 +70,12 @@ impl<'a> Outbox<'a> {
         Ok(())
     }
 
-    async fn copy(&mut self, relay: &Relay, src: &mut Peer, len: Option<u64>) -> Result<(), BodyError> {
+    async fn copy(
+        &mut self,
+        relay: &Relay,
+        src: &mut Peer,
+        len: Option<u64>,
+    ) -> Result<(), BodyError> {
         self.wrote = true;
         match relay.copy(&mut src.stream, self.dst, len).await {
             Ok(_) => Ok(()),

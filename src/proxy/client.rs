@@ -15,10 +15,12 @@ use glommio::net::TcpStream;
 use glommio::timer::Timer;
 
 use super::error::{ErrorKind, ProxyError};
-use super::exchange::{exchange, Next};
+use super::exchange::{answer_locally, exchange, Next};
 use super::peer::Peer;
 use super::{Scratch, Shard};
-use crate::http1::{error_response, parse_request, ForwardInfo, RequestError};
+use crate::http1::{
+    error_response, normalize_request_version, parse_request, ForwardInfo, Method, RequestError,
+};
 
 /// Serves one client connection until it closes, fails, times out or the shard drains.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer_addr: SocketAddr) {
@@ -39,7 +41,11 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer_addr: SocketAddr) {
         let result = match head {
             Ok(true) => {
                 shard.stats.inc(&shard.stats.requests);
-                exchange(&shard, &mut client, &mut s, &info).await
+                if s.req.answer_locally() {
+                    answer_locally(&shard, &mut client, &mut s).await
+                } else {
+                    exchange(&shard, &mut client, &mut s, &info).await
+                }
             }
             Ok(false) => return,
             Err(e) => Err(e),
@@ -57,7 +63,11 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer_addr: SocketAddr) {
                 }
                 if let Some(status) = e.status() {
                     s.out.clear();
-                    error_response(status, true, &mut s.out);
+                    // RFC 9110 §9.3.2: no content in a response to HEAD. `s.req` is the
+                    // failed request once its request line was parsed; before that,
+                    // parse_request cleared it and the method is not Head.
+                    let head_request = s.req.method == Method::Head;
+                    error_response(status, true, head_request, &mut s.out);
                     let _ = client.write_all(&s.out).await;
                 }
                 return;
@@ -113,6 +123,8 @@ async fn read_head(
         Instant::now() + cfg.client_header_timeout
     };
     loop {
+        // HTTP/1.2 to 1.9 are read as HTTP/1.1 (RFC 9110 §2.5).
+        normalize_request_version(client.buffered_mut());
         match parse_request(client.buffered(), &cfg.limits, &mut s.req) {
             Ok(true) => return Ok(true),
             Ok(false) => {}

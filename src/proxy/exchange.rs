@@ -15,8 +15,9 @@ use super::error::{ErrorKind, ProxyError};
 use super::peer::Peer;
 use super::{Scratch, Shard};
 use crate::http1::{
-    encode_request, encode_response, parse_response, ForwardInfo, Method, OutFraming, RequestBody,
-    ResponseBody, ResponseError, Version, CONTINUE_100,
+    encode_options_response, encode_request, encode_response, encode_trace_response,
+    parse_response, ForwardInfo, Method, OutFraming, RequestBody, ResponseBody, ResponseError,
+    Version, CONTINUE_100,
 };
 
 /// What the client connection does after a successful exchange.
@@ -137,6 +138,34 @@ pub async fn exchange(
             .pool
             .put(backend.backend, backend.peer, Instant::now());
     }
+    Ok(if keep_alive {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    })
+}
+
+/// The route phase's local answer: TRACE or OPTIONS with `Max-Forwards: 0` are answered by
+/// corelay as the final recipient (RFC 9110 §7.6.2) and reach no backend. A body such a
+/// request might carry is not read, so the connection then closes.
+pub async fn answer_locally(
+    shard: &Shard,
+    client: &mut Peer,
+    s: &mut Scratch,
+) -> Result<Next, ProxyError> {
+    let keep_alive =
+        s.req.keep_alive && s.req.body == RequestBody::None && !shard.shutdown.is_triggered();
+    s.out.clear();
+    if s.req.method == Method::Trace {
+        encode_trace_response(client.buffered(), &s.req, keep_alive, &mut s.out);
+    } else {
+        encode_options_response(&s.req, keep_alive, &mut s.out);
+    }
+    client.consume(s.req.head_len);
+    client
+        .write_all(&s.out)
+        .await
+        .map_err(ProxyError::client_io)?;
     Ok(if keep_alive {
         Next::KeepAlive
     } else {

@@ -144,4 +144,3 @@ pub fn handler(
         Box::pin(client::serve(shard, stream, peer))
     }
 }
-

@@ -72,6 +72,11 @@ impl Peer {
         &self.buf[self.start..self.end]
     }
 
+    /// The unconsumed bytes, for in-place normalisation before parsing.
+    pub fn buffered_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.end]
+    }
+
     pub fn consume(&mut self, n: usize) {
         debug_assert!(n <= self.end - self.start);
         self.start += n;
@@ -110,8 +115,7 @@ impl Peer {
                 self.make_room()?;
                 self.buf[0] = first[0];
                 self.end = 1;
-                if let Some(more) = future::poll_once(self.stream.read(&mut self.buf[1..])).await
-                {
+                if let Some(more) = future::poll_once(self.stream.read(&mut self.buf[1..])).await {
                     self.end += more?;
                 }
                 Ok(self.end)

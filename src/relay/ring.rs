@@ -152,7 +152,11 @@ pub async fn copy(
                         read_done = true;
                     }
                 }
-                filled.push_back(Filled { buf, off: 0, len: n });
+                filled.push_back(Filled {
+                    buf,
+                    off: 0,
+                    len: n,
+                });
             }
         }
     }

@@ -64,7 +64,12 @@ fn main() {
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--requests" => requests = it.next().and_then(|v| v.parse().ok()).expect("--requests N"),
+            "--requests" => {
+                requests = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--requests N")
+            }
             "--warmup" => warmup = it.next().and_then(|v| v.parse().ok()).expect("--warmup N"),
             "--" => extra.extend(it.by_ref()),
             "-h" | "--help" => {
@@ -82,7 +87,9 @@ fn main() {
 
     // The origin, as its own process (on cpu 1 where there is one).
     let origin_bin = std::env::current_exe().unwrap().with_file_name("origin");
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let mut cmd = if cpus > 1 && which("taskset") {
         let mut c = Command::new("taskset");
         c.arg("-c").arg((cpus - 1).to_string()).arg(&origin_bin);
@@ -96,13 +103,23 @@ fn main() {
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", origin_bin.display()));
     let mut line = String::new();
-    BufReader::new(origin.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(origin.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let origin_addr = line.trim().rsplit(' ').next().unwrap().to_string();
 
-    let mut args: Vec<String> = ["corelay", "--listen", "127.0.0.1:0", "--backend", &origin_addr, "--cpus", "0"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut args: Vec<String> = [
+        "corelay",
+        "--listen",
+        "127.0.0.1:0",
+        "--backend",
+        &origin_addr,
+        "--cpus",
+        "0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     args.extend(extra);
     let config = match corelay::config::parse_args(args.clone()) {
         Ok(c) => c,
@@ -114,15 +131,29 @@ fn main() {
     };
     let running = corelay::run(config).expect("corelay::run");
     let addr = running.server.local_addr();
-    println!("allocs: corelay in-process on {addr} -> origin {origin_addr}; flags: {:?}", &args[1..]);
+    println!(
+        "allocs: corelay in-process on {addr} -> origin {origin_addr}; flags: {:?}",
+        &args[1..]
+    );
 
     let body = vec![b'x'; 16 * 1024];
     let cases: [(&str, String, &[u8]); 3] = [
-        ("GET /small (38 B)", "GET /small HTTP/1.1\r\nHost: bench\r\n\r\n".into(), &[]),
-        ("GET /big/102400", "GET /big/102400 HTTP/1.1\r\nHost: bench\r\n\r\n".into(), &[]),
+        (
+            "GET /small (38 B)",
+            "GET /small HTTP/1.1\r\nHost: bench\r\n\r\n".into(),
+            &[],
+        ),
+        (
+            "GET /big/102400",
+            "GET /big/102400 HTTP/1.1\r\nHost: bench\r\n\r\n".into(),
+            &[],
+        ),
         (
             "POST /echo 16 KiB (chunked response)",
-            format!("POST /echo HTTP/1.1\r\nHost: bench\r\nContent-Length: {}\r\n\r\n", body.len()),
+            format!(
+                "POST /echo HTTP/1.1\r\nHost: bench\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            ),
             &body,
         ),
     ];
@@ -136,11 +167,17 @@ fn main() {
             exchange(&mut s, head.as_bytes(), body, &mut buf);
         }
         std::thread::sleep(Duration::from_millis(50));
-        let (a0, b0) = (ALLOCS.load(Ordering::Relaxed), BYTES.load(Ordering::Relaxed));
+        let (a0, b0) = (
+            ALLOCS.load(Ordering::Relaxed),
+            BYTES.load(Ordering::Relaxed),
+        );
         for _ in 0..requests {
             exchange(&mut s, head.as_bytes(), body, &mut buf);
         }
-        let (a1, b1) = (ALLOCS.load(Ordering::Relaxed), BYTES.load(Ordering::Relaxed));
+        let (a1, b1) = (
+            ALLOCS.load(Ordering::Relaxed),
+            BYTES.load(Ordering::Relaxed),
+        );
         let per = (a1 - a0) as f64 / requests as f64;
         worst = worst.max(per);
         println!(
@@ -170,13 +207,21 @@ fn exchange(s: &mut TcpStream, head: &[u8], body: &[u8], buf: &mut [u8]) {
         end += n;
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut resp = httparse::Response::new(&mut headers);
-        let Ok(httparse::Status::Complete(len)) = resp.parse(&buf[..end]) else { continue };
+        let Ok(httparse::Status::Complete(len)) = resp.parse(&buf[..end]) else {
+            continue;
+        };
         assert_eq!(resp.code, Some(200), "unexpected status");
         let cl = resp
             .headers
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-            .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse::<usize>().ok());
+            .and_then(|h| {
+                std::str::from_utf8(h.value)
+                    .ok()?
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+            });
         match cl {
             Some(cl) => {
                 let mut have = end - len;
@@ -224,7 +269,10 @@ fn which(tool: &str) -> bool {
 /// glommio registers I/O memory with io_uring, which counts against RLIMIT_MEMLOCK.
 fn raise_memlock() {
     unsafe {
-        let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+        let lim = libc::rlimit {
+            rlim_cur: libc::RLIM_INFINITY,
+            rlim_max: libc::RLIM_INFINITY,
+        };
         if libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) != 0 {
             let mut cur: libc::rlimit = std::mem::zeroed();
             libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut cur);

@@ -29,7 +29,10 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 
 #[derive(Parser, Debug, Clone)]
-#[command(name = "driver", about = "Runs corelay's bench suite against every proxy")]
+#[command(
+    name = "driver",
+    about = "Runs corelay's bench suite against every proxy"
+)]
 struct Args {
     /// One short pass of every scenario (1 run, 1 s windows, fewer slow connections).
     #[arg(long)]
@@ -110,7 +113,11 @@ impl Proxy {
 #[derive(Clone, Debug)]
 enum Tool {
     Wrk,
-    Loadgen { method: &'static str, body: usize, requests: Option<u64> },
+    Loadgen {
+        method: &'static str,
+        body: usize,
+        requests: Option<u64>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -189,8 +196,16 @@ fn main() {
     let load_cpus = match &args.load_cpus {
         Some(l) => parse_cpu_list(l),
         None => {
-            let rest: Vec<usize> = online.iter().copied().filter(|c| !proxy_cpus.contains(c)).collect();
-            if rest.is_empty() { online.clone() } else { rest }
+            let rest: Vec<usize> = online
+                .iter()
+                .copied()
+                .filter(|c| !proxy_cpus.contains(c))
+                .collect();
+            if rest.is_empty() {
+                online.clone()
+            } else {
+                rest
+            }
         }
     };
     let load_list = cpu_list_str(&load_cpus);
@@ -238,7 +253,10 @@ fn main() {
             .args(["--small-size", "38"]),
     );
     if !wait_http(origin_addr, Duration::from_secs(10)) {
-        eprintln!("driver: origin did not start (see {}/origin.log)", out.display());
+        eprintln!(
+            "driver: origin did not start (see {}/origin.log)",
+            out.display()
+        );
         origin.kill().ok();
         std::process::exit(1);
     }
@@ -293,7 +311,11 @@ fn main() {
             "1MiB",
             "/echo",
             16,
-            Tool::Loadgen { method: "POST", body: 1 << 20, requests: None },
+            Tool::Loadgen {
+                method: "POST",
+                body: 1 << 20,
+                requests: None,
+            },
         ));
     }
     if want("slow") {
@@ -303,7 +325,11 @@ fn main() {
             &format!("{}ms {}c", ms, slow_conns),
             &format!("/slow/{ms}"),
             slow_conns,
-            Tool::Loadgen { method: "GET", body: 0, requests: None },
+            Tool::Loadgen {
+                method: "GET",
+                body: 0,
+                requests: None,
+            },
         );
         s.secs = window;
         s.warmup = false;
@@ -315,7 +341,11 @@ fn main() {
             "50MiB",
             "/big/52428800",
             1,
-            Tool::Loadgen { method: "GET", body: 0, requests: Some(1) },
+            Tool::Loadgen {
+                method: "GET",
+                body: 0,
+                requests: Some(1),
+            },
         );
         s.warmup = false;
         scenarios.push(s);
@@ -359,7 +389,10 @@ fn main() {
             let pc: Vec<usize> = online[..n].to_vec();
             let rest: Vec<usize> = online[n..].to_vec();
             let (lc, variant) = if rest.is_empty() {
-                (vec![online[online.len() - 1]], format!("small 64c cores={n} (load shares cpu)"))
+                (
+                    vec![online[online.len() - 1]],
+                    format!("small 64c cores={n} (load shares cpu)"),
+                )
             } else {
                 (rest, format!("small 64c cores={n}"))
             };
@@ -427,8 +460,19 @@ fn run_one(ctx: &mut Ctx, sc: &Scenario, p: Proxy, run: usize) -> Sample {
     if sc.warmup {
         let wconns = sc.conns.min(256).to_string();
         let mut cmd = Command::new("taskset");
-        cmd.arg("-c").arg(&sc.load_cpus).arg(ctx.bin.join("loadgen"));
-        cmd.args(["--addr", &target.to_string(), "--path", &sc.path, "-c", &wconns, "-d", "0.5"]);
+        cmd.arg("-c")
+            .arg(&sc.load_cpus)
+            .arg(ctx.bin.join("loadgen"));
+        cmd.args([
+            "--addr",
+            &target.to_string(),
+            "--path",
+            &sc.path,
+            "-c",
+            &wconns,
+            "-d",
+            "0.5",
+        ]);
         if let Tool::Loadgen { method, body, .. } = &sc.tool {
             cmd.args(["--method", method, "--body-size", &body.to_string()]);
         }
@@ -455,9 +499,15 @@ fn run_one(ctx: &mut Ctx, sc: &Scenario, p: Proxy, run: usize) -> Sample {
             let out = run_capture(cmd);
             parse_kv(&out, "WRKSTATS")
         }
-        Tool::Loadgen { method, body, requests } => {
+        Tool::Loadgen {
+            method,
+            body,
+            requests,
+        } => {
             let mut cmd = Command::new("taskset");
-            cmd.arg("-c").arg(&sc.load_cpus).arg(ctx.bin.join("loadgen"));
+            cmd.arg("-c")
+                .arg(&sc.load_cpus)
+                .arg(ctx.bin.join("loadgen"));
             cmd.args(["--addr", &target.to_string(), "--path", &sc.path]);
             cmd.args(["-c", &sc.conns.to_string(), "-d", &sc.secs.to_string()]);
             cmd.args(["--method", method, "--body-size", &body.to_string()]);
@@ -498,7 +548,13 @@ fn run_one(ctx: &mut Ctx, sc: &Scenario, p: Proxy, run: usize) -> Sample {
 }
 
 /// Starts a proxy pinned to the scenario's proxy CPUs and waits until it answers.
-fn start_proxy(ctx: &mut Ctx, sc: &Scenario, p: Proxy, addr: SocketAddr, run: usize) -> Option<Child> {
+fn start_proxy(
+    ctx: &mut Ctx,
+    sc: &Scenario,
+    p: Proxy,
+    addr: SocketAddr,
+    run: usize,
+) -> Option<Child> {
     let dir = ctx.out.join("proxies").join(p.name());
     std::fs::create_dir_all(&dir).ok();
     let backend = ctx.origin.to_string();
@@ -507,7 +563,12 @@ fn start_proxy(ctx: &mut Ctx, sc: &Scenario, p: Proxy, addr: SocketAddr, run: us
     cmd.arg("-c").arg(&sc.proxy_cpus);
     match p {
         Proxy::Corelay => {
-            cmd.arg(ctx.args.corelay_bin.clone().unwrap_or_else(|| ctx.bin.join("corelay")));
+            cmd.arg(
+                ctx.args
+                    .corelay_bin
+                    .clone()
+                    .unwrap_or_else(|| ctx.bin.join("corelay")),
+            );
             cmd.args(["--listen", &addr.to_string(), "--backend", &backend]);
             cmd.args(["--cpus", &sc.proxy_cpus]);
             cmd.args(&sc.corelay_extra);
@@ -515,11 +576,22 @@ fn start_proxy(ctx: &mut Ctx, sc: &Scenario, p: Proxy, addr: SocketAddr, run: us
         }
         Proxy::Hyper => {
             cmd.arg(ctx.bin.join("hyper_proxy"));
-            cmd.args(["--listen", &addr.to_string(), "--backend", &backend, "--threads", &n]);
+            cmd.args([
+                "--listen",
+                &addr.to_string(),
+                "--backend",
+                &backend,
+                "--threads",
+                &n,
+            ]);
         }
         Proxy::Nginx => {
             let conf = dir.join("nginx.conf");
-            std::fs::write(&conf, nginx_conf(&dir, sc.cores, addr, ctx.origin, ctx.nofile)).ok()?;
+            std::fs::write(
+                &conf,
+                nginx_conf(&dir, sc.cores, addr, ctx.origin, ctx.nofile),
+            )
+            .ok()?;
             cmd.arg("nginx").arg("-p").arg(&dir).arg("-c").arg(&conf);
         }
         Proxy::Haproxy => {
@@ -530,13 +602,27 @@ fn start_proxy(ctx: &mut Ctx, sc: &Scenario, p: Proxy, addr: SocketAddr, run: us
         Proxy::Direct => return None,
     }
     if !port_free(addr) {
-        logln(ctx, &format!("driver: {addr} is taken; cannot start {}", p.name()));
+        logln(
+            ctx,
+            &format!("driver: {addr} is taken; cannot start {}", p.name()),
+        );
         return None;
     }
-    let logf = dir.join(format!("{}-{}.log", sc.key().replace([' ', '/', '='], "_"), run + 1));
+    let logf = dir.join(format!(
+        "{}-{}.log",
+        sc.key().replace([' ', '/', '='], "_"),
+        run + 1
+    ));
     let mut child = spawn_logged(&logf, &mut cmd);
     if !wait_http(addr, Duration::from_secs(15)) {
-        logln(ctx, &format!("driver: {} did not come up (see {})", p.name(), logf.display()));
+        logln(
+            ctx,
+            &format!(
+                "driver: {} did not come up (see {})",
+                p.name(),
+                logf.display()
+            ),
+        );
         child.kill().ok();
         child.wait().ok();
         return None;
@@ -561,7 +647,13 @@ fn stop(mut c: Child) {
     c.wait().ok();
 }
 
-fn nginx_conf(dir: &Path, workers: usize, listen: SocketAddr, origin: SocketAddr, nofile: u64) -> String {
+fn nginx_conf(
+    dir: &Path,
+    workers: usize,
+    listen: SocketAddr,
+    origin: SocketAddr,
+    nofile: u64,
+) -> String {
     let d = dir.display();
     let wc = nofile.saturating_sub(100).max(1024);
     format!(
@@ -660,7 +752,11 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 fn aggregate(samples: &[&Sample]) -> Agg {
@@ -691,7 +787,11 @@ fn aggregate(samples: &[&Sample]) -> Agg {
     } else {
         0.0
     };
-    Agg { med, spread_pct, n: ok.len() }
+    Agg {
+        med,
+        spread_pct,
+        n: ok.len(),
+    }
 }
 
 fn ratio(a: f64, b: Option<f64>) -> String {
@@ -703,7 +803,13 @@ fn ratio(a: f64, b: Option<f64>) -> String {
 
 fn fmt_ms(us: f64) -> String {
     let ms = us / 1000.0;
-    if ms >= 100.0 { format!("{ms:.0}") } else if ms >= 10.0 { format!("{ms:.1}") } else { format!("{ms:.2}") }
+    if ms >= 100.0 {
+        format!("{ms:.0}")
+    } else if ms >= 10.0 {
+        format!("{ms:.1}")
+    } else {
+        format!("{ms:.2}")
+    }
 }
 
 fn fmt_num(x: f64) -> String {
@@ -740,9 +846,23 @@ fn report(
         let _ = writeln!(
             csv,
             "{},{},{},{},{},{:.1},{:.4},{},{},{},{},{},{:.2},{:.1},{:.1},{:.1},{:.1}",
-            sc.key(), p.name(), run + 1, s.ok, s.requests, s.rps, s.elapsed_s, s.p50_us, s.p99_us,
-            s.p999_us, s.errors, s.non2xx, s.cpu_us_per_req, s.rss_idle_mib, s.rss_peak_mib,
-            s.proxy_busy_pct, s.load_busy_pct
+            sc.key(),
+            p.name(),
+            run + 1,
+            s.ok,
+            s.requests,
+            s.rps,
+            s.elapsed_s,
+            s.p50_us,
+            s.p99_us,
+            s.p999_us,
+            s.errors,
+            s.non2xx,
+            s.cpu_us_per_req,
+            s.rss_idle_mib,
+            s.rss_peak_mib,
+            s.proxy_busy_pct,
+            s.load_busy_pct
         );
     }
     std::fs::write(ctx.out.join("runs.csv"), csv).ok();
@@ -776,18 +896,27 @@ fn report(
         md,
         "| scenario | proxy | req/s | spread | p50 ms | p99 ms | p99.9 ms | CPU µs/req | peak RSS MiB | errors | non-2xx | load CPU % | req/s ×hyper | req/s ×nginx | CPU ×hyper | CPU ×nginx | p99 ×hyper | p99 ×nginx | RSS ×hyper | RSS ×nginx |"
     );
-    let _ = writeln!(md, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    let _ = writeln!(
+        md,
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+    );
     for sc in scenarios {
         let k = sc.key();
         let h = get(&k, Proxy::Hyper).map(|a| &a.med);
         let n = get(&k, Proxy::Nginx).map(|a| &a.med);
         for &p in &sc.proxies {
-            let Some(a) = aggs.get(&(k.clone(), p)) else { continue };
+            let Some(a) = aggs.get(&(k.clone(), p)) else {
+                continue;
+            };
             let s = &a.med;
             let proxied = p != Proxy::Direct;
             let opt = |v: f64| if proxied { v } else { 0.0 };
             let r = |f: fn(&Sample) -> f64, other: Option<&Sample>| {
-                if proxied || f(s) != s.cpu_us_per_req { ratio(f(s), other.map(f)) } else { "–".into() }
+                if proxied || f(s) != s.cpu_us_per_req {
+                    ratio(f(s), other.map(f))
+                } else {
+                    "–".into()
+                }
             };
             let _ = writeln!(
                 sum,
@@ -805,7 +934,13 @@ fn report(
             );
             let _ = r;
             if !s.ok {
-                let _ = writeln!(md, "| {k} | {} | FAILED | | | | | | | {} | {} | | | | | | | | | |", p.name(), s.errors, s.non2xx);
+                let _ = writeln!(
+                    md,
+                    "| {k} | {} | FAILED | | | | | | | {} | {} | | | | | | | | | |",
+                    p.name(),
+                    s.errors,
+                    s.non2xx
+                );
                 continue;
             }
             let dash = |v: String| if proxied { v } else { "–".into() };
@@ -839,8 +974,15 @@ fn report(
     // Slow: RSS above idle; transfer: time vs direct.
     let mut extra = String::new();
     for sc in scenarios.iter().filter(|s| s.name == "slow") {
-        let _ = writeln!(extra, "\n**{}**: peak RSS above idle (VmHWM − VmRSS right after start)\n", sc.key());
-        let _ = writeln!(extra, "| proxy | req/s | idle RSS MiB | peak RSS MiB | above idle MiB | errors |");
+        let _ = writeln!(
+            extra,
+            "\n**{}**: peak RSS above idle (VmHWM − VmRSS right after start)\n",
+            sc.key()
+        );
+        let _ = writeln!(
+            extra,
+            "| proxy | req/s | idle RSS MiB | peak RSS MiB | above idle MiB | errors |"
+        );
         let _ = writeln!(extra, "|---|--:|--:|--:|--:|--:|");
         for &p in sc.proxies.iter().filter(|p| **p != Proxy::Direct) {
             if let Some(a) = get(&sc.key(), p) {
@@ -848,7 +990,12 @@ fn report(
                 let _ = writeln!(
                     extra,
                     "| {} | {} | {:.1} | {:.1} | {:.1} | {} |",
-                    p.name(), fmt_num(s.rps), s.rss_idle_mib, s.rss_peak_mib, s.rss_peak_mib - s.rss_idle_mib, s.errors
+                    p.name(),
+                    fmt_num(s.rps),
+                    s.rss_idle_mib,
+                    s.rss_peak_mib,
+                    s.rss_peak_mib - s.rss_idle_mib,
+                    s.errors
                 );
             }
         }
@@ -856,7 +1003,10 @@ fn report(
     for sc in scenarios.iter().filter(|s| s.name == "transfer") {
         let d = get(&sc.key(), Proxy::Direct).map(|a| a.med.elapsed_s);
         let _ = writeln!(extra, "\n**{}**: time for one download\n", sc.key());
-        let _ = writeln!(extra, "| proxy | time ms | MiB/s | × direct | proxy CPU ms |");
+        let _ = writeln!(
+            extra,
+            "| proxy | time ms | MiB/s | × direct | proxy CPU ms |"
+        );
         let _ = writeln!(extra, "|---|--:|--:|--:|--:|");
         for &p in &sc.proxies {
             if let Some(a) = get(&sc.key(), p) {
@@ -864,28 +1014,70 @@ fn report(
                 let _ = writeln!(
                     extra,
                     "| {} | {:.1} | {:.0} | {} | {} |",
-                    p.name(), s.elapsed_s * 1000.0, 50.0 / s.elapsed_s, ratio(s.elapsed_s, d),
-                    if p == Proxy::Direct { "–".into() } else { format!("{:.1}", s.cpu_us_per_req / 1000.0) }
+                    p.name(),
+                    s.elapsed_s * 1000.0,
+                    50.0 / s.elapsed_s,
+                    ratio(s.elapsed_s, d),
+                    if p == Proxy::Direct {
+                        "–".into()
+                    } else {
+                        format!("{:.1}", s.cpu_us_per_req / 1000.0)
+                    }
                 );
             }
         }
     }
 
     // Targets (issue 4), evaluated on corelay's medians.
-    let mut t = String::from("\n### Targets (recorded, not asserted)\n\n| target | value | verdict |\n|---|---|---|\n");
+    let mut t = String::from(
+        "\n### Targets (recorded, not asserted)\n\n| target | value | verdict |\n|---|---|---|\n",
+    );
     let verdict = |ok: bool| if ok { "met" } else { "**MISSED**" };
     for k in ["small 64c", "small 1000c"] {
-        if let (Some(c), Some(h), Some(n)) = (get(k, Proxy::Corelay), get(k, Proxy::Hyper), get(k, Proxy::Nginx)) {
+        if let (Some(c), Some(h), Some(n)) = (
+            get(k, Proxy::Corelay),
+            get(k, Proxy::Hyper),
+            get(k, Proxy::Nginx),
+        ) {
             let (c, h, n) = (&c.med, &h.med, &n.med);
             let rows = [
-                (format!("{k}: CPU/req ≤ 0.5× hyper"), c.cpu_us_per_req / h.cpu_us_per_req, 0.5, true),
-                (format!("{k}: CPU/req ≤ 0.8× nginx"), c.cpu_us_per_req / n.cpu_us_per_req, 0.8, true),
-                (format!("{k}: req/s ≥ 1.5× hyper"), c.rps / h.rps, 1.5, false),
-                (format!("{k}: req/s ≥ 1.0× nginx"), c.rps / n.rps, 1.0, false),
-                (format!("{k}: p99 ≤ 1.0× nginx"), c.p99_us / n.p99_us, 1.0, true),
+                (
+                    format!("{k}: CPU/req ≤ 0.5× hyper"),
+                    c.cpu_us_per_req / h.cpu_us_per_req,
+                    0.5,
+                    true,
+                ),
+                (
+                    format!("{k}: CPU/req ≤ 0.8× nginx"),
+                    c.cpu_us_per_req / n.cpu_us_per_req,
+                    0.8,
+                    true,
+                ),
+                (
+                    format!("{k}: req/s ≥ 1.5× hyper"),
+                    c.rps / h.rps,
+                    1.5,
+                    false,
+                ),
+                (
+                    format!("{k}: req/s ≥ 1.0× nginx"),
+                    c.rps / n.rps,
+                    1.0,
+                    false,
+                ),
+                (
+                    format!("{k}: p99 ≤ 1.0× nginx"),
+                    c.p99_us / n.p99_us,
+                    1.0,
+                    true,
+                ),
             ];
             for (name, v, lim, le) in rows {
-                let _ = writeln!(t, "| {name} | {v:.2}× | {} |", verdict(if le { v <= lim } else { v >= lim }));
+                let _ = writeln!(
+                    t,
+                    "| {name} | {v:.2}× | {} |",
+                    verdict(if le { v <= lim } else { v >= lim })
+                );
             }
         }
     }
@@ -897,28 +1089,58 @@ fn report(
             let _ = writeln!(
                 t,
                 "| slow: ≥ 3,200 req/s with 10,000 × 3 s ({} × {}) | {:.0} req/s | {} |",
-                sc.conns, sc.path, s.rps,
-                if full { verdict(s.rps >= 3200.0) } else { "n/a (not the full 10,000 × 3 s setup; see note)" }
+                sc.conns,
+                sc.path,
+                s.rps,
+                if full {
+                    verdict(s.rps >= 3200.0)
+                } else {
+                    "n/a (not the full 10,000 × 3 s setup; see note)"
+                }
             );
-            let _ = writeln!(t, "| slow: no errors | {} errors, {} non-2xx | {} |", s.errors, s.non2xx, verdict(s.errors == 0.0 && s.non2xx == 0.0));
-            let _ = writeln!(t, "| slow: RSS ≤ idle + 64 MiB | +{above:.1} MiB | {} |", verdict(above <= 64.0));
+            let _ = writeln!(
+                t,
+                "| slow: no errors | {} errors, {} non-2xx | {} |",
+                s.errors,
+                s.non2xx,
+                verdict(s.errors == 0.0 && s.non2xx == 0.0)
+            );
+            let _ = writeln!(
+                t,
+                "| slow: RSS ≤ idle + 64 MiB | +{above:.1} MiB | {} |",
+                verdict(above <= 64.0)
+            );
         }
     }
     for k in ["big 100KiB", "big 1MiB"] {
         if let (Some(c), Some(n)) = (get(k, Proxy::Corelay), get(k, Proxy::Nginx)) {
             let v = c.med.rps / n.med.rps;
-            let _ = writeln!(t, "| {k}: req/s ≥ nginx | {v:.2}× | {} |", verdict(v >= 1.0));
+            let _ = writeln!(
+                t,
+                "| {k}: req/s ≥ nginx | {v:.2}× | {} |",
+                verdict(v >= 1.0)
+            );
         }
     }
     for sc in scenarios.iter().filter(|s| s.name == "transfer") {
         let k = sc.key();
         if let (Some(c), Some(d)) = (get(&k, Proxy::Corelay), get(&k, Proxy::Direct)) {
             let v = c.med.elapsed_s / d.med.elapsed_s;
-            let _ = writeln!(t, "| transfer 50 MiB: ≤ 1.2× direct time | {v:.2}× ({:.0} ms vs {:.0} ms) | {} |", c.med.elapsed_s * 1e3, d.med.elapsed_s * 1e3, verdict(v <= 1.2));
+            let _ = writeln!(
+                t,
+                "| transfer 50 MiB: ≤ 1.2× direct time | {v:.2}× ({:.0} ms vs {:.0} ms) | {} |",
+                c.med.elapsed_s * 1e3,
+                d.med.elapsed_s * 1e3,
+                verdict(v <= 1.2)
+            );
         }
         if let (Some(c), Some(n)) = (get(&k, Proxy::Corelay), get(&k, Proxy::Nginx)) {
             let v = n.med.elapsed_s / c.med.elapsed_s;
-            let _ = writeln!(t, "| transfer 50 MiB: throughput ≥ nginx | {v:.2}× | {} |", verdict(v >= 1.0));
+            let _ = writeln!(
+                t,
+                "| transfer 50 MiB: throughput ≥ nginx | {v:.2}× | {} |",
+                verdict(v >= 1.0)
+            );
         }
     }
     let _ = slow_conns;
@@ -939,15 +1161,41 @@ fn report(
 fn plot(scenarios: &[Scenario], aggs: &BTreeMap<(String, Proxy), Agg>) -> String {
     let keys: Vec<String> = scenarios
         .iter()
-        .filter(|s| matches!(s.name.as_str(), "small" | "big" | "upload" | "slow" | "transfer"))
+        .filter(|s| {
+            matches!(
+                s.name.as_str(),
+                "small" | "big" | "upload" | "slow" | "transfer"
+            )
+        })
         .map(|s| s.key())
         .collect();
     let proxies = Proxy::ALL;
     type Metric = (&'static str, fn(&Sample) -> f64, bool, fn(f64) -> String);
     let metrics: [Metric; 3] = [
-        ("requests/s (transfer: 1/time) — higher is better", |s| if s.rps > 0.0 { s.rps } else { 0.0 }, true, fmt_num),
-        ("proxy CPU µs per request — lower is better", |s| s.cpu_us_per_req, false, |v| format!("{v:.1}")),
-        ("p99 latency ms — lower is better", |s| s.p99_us / 1000.0, true, |v| if v >= 100.0 { format!("{v:.0}") } else { format!("{v:.2}") }),
+        (
+            "requests/s (transfer: 1/time) — higher is better",
+            |s| if s.rps > 0.0 { s.rps } else { 0.0 },
+            true,
+            fmt_num,
+        ),
+        (
+            "proxy CPU µs per request — lower is better",
+            |s| s.cpu_us_per_req,
+            false,
+            |v| format!("{v:.1}"),
+        ),
+        (
+            "p99 latency ms — lower is better",
+            |s| s.p99_us / 1000.0,
+            true,
+            |v| {
+                if v >= 100.0 {
+                    format!("{v:.0}")
+                } else {
+                    format!("{v:.2}")
+                }
+            },
+        ),
     ];
     let (w, ph, top, left) = (1100.0, 230.0, 40.0, 60.0);
     let group_w = (w - left - 20.0) / keys.len().max(1) as f64;
@@ -961,7 +1209,13 @@ fn plot(scenarios: &[Scenario], aggs: &BTreeMap<(String, Proxy), Agg>) -> String
     );
     let mut lx = left;
     for p in proxies {
-        let _ = write!(s, r#"<rect x="{lx}" y="28" width="10" height="10" fill="{}"/><text x="{}" y="37">{}</text>"#, p.color(), lx + 14.0, p.name());
+        let _ = write!(
+            s,
+            r#"<rect x="{lx}" y="28" width="10" height="10" fill="{}"/><text x="{}" y="37">{}</text>"#,
+            p.color(),
+            lx + 14.0,
+            p.name()
+        );
         lx += 90.0;
     }
     for (mi, (title, f, include_direct, fmt)) in metrics.iter().enumerate() {
@@ -969,7 +1223,10 @@ fn plot(scenarios: &[Scenario], aggs: &BTreeMap<(String, Proxy), Agg>) -> String
         let norm: Vec<Vec<Option<(f64, f64)>>> = keys
             .iter()
             .map(|k| {
-                let base = aggs.get(&(k.clone(), Proxy::Hyper)).map(|a| f(&a.med)).filter(|v| *v > 0.0);
+                let base = aggs
+                    .get(&(k.clone(), Proxy::Hyper))
+                    .map(|a| f(&a.med))
+                    .filter(|v| *v > 0.0);
                 proxies
                     .iter()
                     .map(|&p| {
@@ -982,7 +1239,8 @@ fn plot(scenarios: &[Scenario], aggs: &BTreeMap<(String, Proxy), Agg>) -> String
                             v = 1.0 / a.med.elapsed_s.max(1e-9);
                         }
                         let b = if k.starts_with("transfer") && mi == 0 {
-                            aggs.get(&(k.clone(), Proxy::Hyper)).map(|a| 1.0 / a.med.elapsed_s.max(1e-9))
+                            aggs.get(&(k.clone(), Proxy::Hyper))
+                                .map(|a| 1.0 / a.med.elapsed_s.max(1e-9))
                         } else {
                             base
                         };
@@ -994,24 +1252,61 @@ fn plot(scenarios: &[Scenario], aggs: &BTreeMap<(String, Proxy), Agg>) -> String
                     .collect()
             })
             .collect();
-        let maxn = norm.iter().flatten().flatten().map(|x| x.0).fold(1.0, f64::max).min(6.0) * 1.1;
-        let _ = write!(s, r#"<text x="{left}" y="{}" font-size="13" font-weight="bold">{title}</text>"#, y0 - 8.0);
+        let maxn = norm
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|x| x.0)
+            .fold(1.0, f64::max)
+            .min(6.0)
+            * 1.1;
+        let _ = write!(
+            s,
+            r#"<text x="{left}" y="{}" font-size="13" font-weight="bold">{title}</text>"#,
+            y0 - 8.0
+        );
         let base_y = y0 + ph;
-        let _ = write!(s, r##"<line x1="{left}" y1="{base_y}" x2="{}" y2="{base_y}" stroke="#333"/>"##, w - 20.0);
+        let _ = write!(
+            s,
+            r##"<line x1="{left}" y1="{base_y}" x2="{}" y2="{base_y}" stroke="#333"/>"##,
+            w - 20.0
+        );
         let one = base_y - ph / maxn;
-        let _ = write!(s, r##"<line x1="{left}" y1="{one}" x2="{}" y2="{one}" stroke="#888" stroke-dasharray="4 3"/><text x="{}" y="{}" text-anchor="end">1× hyper</text>"##, w - 20.0, left - 4.0, one + 4.0);
+        let _ = write!(
+            s,
+            r##"<line x1="{left}" y1="{one}" x2="{}" y2="{one}" stroke="#888" stroke-dasharray="4 3"/><text x="{}" y="{}" text-anchor="end">1× hyper</text>"##,
+            w - 20.0,
+            left - 4.0,
+            one + 4.0
+        );
         for (gi, k) in keys.iter().enumerate() {
             let gx = left + gi as f64 * group_w + 8.0;
             for (pi, p) in proxies.iter().enumerate() {
                 let Some((n, v)) = norm[gi][pi] else { continue };
                 let bh = (n.min(maxn) / maxn) * ph;
                 let x = gx + pi as f64 * bar_w;
-                let _ = write!(s, r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{bh:.1}" fill="{}"/>"#, base_y - bh, bar_w - 2.0, p.color());
+                let _ = write!(
+                    s,
+                    r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{bh:.1}" fill="{}"/>"#,
+                    base_y - bh,
+                    bar_w - 2.0,
+                    p.color()
+                );
                 let tx = x + bar_w / 2.0;
                 let ty = base_y - bh - 3.0;
-                let _ = write!(s, r#"<text x="{tx:.1}" y="{ty:.1}" font-size="8" text-anchor="start" transform="rotate(-60 {tx:.1} {ty:.1})">{}</text>"#, fmt(v));
+                let _ = write!(
+                    s,
+                    r#"<text x="{tx:.1}" y="{ty:.1}" font-size="8" text-anchor="start" transform="rotate(-60 {tx:.1} {ty:.1})">{}</text>"#,
+                    fmt(v)
+                );
             }
-            let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#, gx + group_w / 2.0 - 8.0, base_y + 14.0, k);
+            let _ = write!(
+                s,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+                gx + group_w / 2.0 - 8.0,
+                base_y + 14.0,
+                k
+            );
         }
     }
     s.push_str("</svg>\n");
@@ -1029,10 +1324,14 @@ fn logln(ctx: &mut Ctx, line: &str) {
 fn spawn_logged(path: &Path, cmd: &mut Command) -> Child {
     let f = std::fs::File::create(path).expect("log file");
     let f2 = f.try_clone().expect("log file");
-    cmd.stdin(Stdio::null()).stdout(f).stderr(f2).spawn().unwrap_or_else(|e| {
-        eprintln!("driver: cannot start {cmd:?}: {e}");
-        std::process::exit(1);
-    })
+    cmd.stdin(Stdio::null())
+        .stdout(f)
+        .stderr(f2)
+        .spawn()
+        .unwrap_or_else(|e| {
+            eprintln!("driver: cannot start {cmd:?}: {e}");
+            std::process::exit(1);
+        })
 }
 
 fn run_capture(mut cmd: Command) -> String {
@@ -1076,7 +1375,9 @@ fn wait_http(addr: SocketAddr, limit: Duration) -> bool {
     while t.elapsed() < limit {
         if let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
             s.set_read_timeout(Some(Duration::from_secs(2))).ok();
-            if s.write_all(b"GET /small HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").is_ok() {
+            if s.write_all(b"GET /small HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+                .is_ok()
+            {
                 let mut buf = [0u8; 64];
                 let mut n = 0;
                 while n < 12 {
@@ -1100,7 +1401,9 @@ fn tree_pids(pid: u32) -> Vec<u32> {
     let mut parent: Vec<(u32, u32)> = Vec::new();
     if let Ok(rd) = std::fs::read_dir("/proc") {
         for e in rd.flatten() {
-            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
             if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
                 if let Some(f) = stat_fields(&stat) {
                     if let Some(pp) = f.get(1).and_then(|x| x.parse().ok()) {
@@ -1146,9 +1449,14 @@ fn tree_status_kib(pid: u32, key: &str) -> u64 {
         .iter()
         .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
         .filter_map(|s| {
-            s.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l[key.len()..].trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            s.lines().find(|l| l.starts_with(key)).and_then(|l| {
+                l[key.len()..]
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
         })
         .sum()
 }
@@ -1162,9 +1470,13 @@ fn proc_stat() -> BTreeMap<usize, (u64, u64)> {
     let mut m = BTreeMap::new();
     if let Ok(s) = std::fs::read_to_string("/proc/stat") {
         for l in s.lines() {
-            let Some(rest) = l.strip_prefix("cpu") else { continue };
+            let Some(rest) = l.strip_prefix("cpu") else {
+                continue;
+            };
             let mut it = rest.split_whitespace();
-            let Some(Ok(cpu)) = it.next().map(|c| c.parse::<usize>()) else { continue };
+            let Some(Ok(cpu)) = it.next().map(|c| c.parse::<usize>()) else {
+                continue;
+            };
             let v: Vec<u64> = it.filter_map(|x| x.parse().ok()).collect();
             let total: u64 = v.iter().take(8).sum();
             let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
@@ -1174,7 +1486,11 @@ fn proc_stat() -> BTreeMap<usize, (u64, u64)> {
     m
 }
 
-fn busy_pct(a: &BTreeMap<usize, (u64, u64)>, b: &BTreeMap<usize, (u64, u64)>, cpus: &[usize]) -> f64 {
+fn busy_pct(
+    a: &BTreeMap<usize, (u64, u64)>,
+    b: &BTreeMap<usize, (u64, u64)>,
+    cpus: &[usize],
+) -> f64 {
     let (mut busy, mut total) = (0u64, 0u64);
     for c in cpus {
         if let (Some(x), Some(y)) = (a.get(c), b.get(c)) {
@@ -1182,7 +1498,11 @@ fn busy_pct(a: &BTreeMap<usize, (u64, u64)>, b: &BTreeMap<usize, (u64, u64)>, cp
             total += y.1.saturating_sub(x.1);
         }
     }
-    if total == 0 { 0.0 } else { 100.0 * busy as f64 / total as f64 }
+    if total == 0 {
+        0.0
+    } else {
+        100.0 * busy as f64 / total as f64
+    }
 }
 
 fn online_cpus() -> Vec<usize> {
@@ -1211,7 +1531,10 @@ fn parse_cpu_list(s: &str) -> Vec<usize> {
 }
 
 fn cpu_list_str(v: &[usize]) -> String {
-    v.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
+    v.iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn which(tool: &str) -> Option<PathBuf> {
@@ -1230,7 +1553,10 @@ fn raise_nofile() -> u64 {
             return 1024;
         }
         // Try for 65536 (works as root with CAP_SYS_RESOURCE), else settle for the hard limit.
-        let want = libc::rlimit { rlim_cur: 65536.max(lim.rlim_cur), rlim_max: 65536.max(lim.rlim_max) };
+        let want = libc::rlimit {
+            rlim_cur: 65536.max(lim.rlim_cur),
+            rlim_max: 65536.max(lim.rlim_max),
+        };
         if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
             return want.rlim_cur;
         }

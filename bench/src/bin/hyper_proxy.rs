@@ -40,7 +40,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 #[derive(Parser, Debug)]
-#[command(name = "hyper_proxy", about = "hyper 1.x baseline reverse proxy for corelay's benches")]
+#[command(
+    name = "hyper_proxy",
+    about = "hyper 1.x baseline reverse proxy for corelay's benches"
+)]
 struct Args {
     /// Address to accept client connections on.
     #[arg(long, default_value = "127.0.0.1:8081")]

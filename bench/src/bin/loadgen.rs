@@ -30,7 +30,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 #[derive(Parser, Debug, Clone)]
-#[command(name = "loadgen", about = "Closed-loop HTTP/1.1 load client for corelay's benches")]
+#[command(
+    name = "loadgen",
+    about = "Closed-loop HTTP/1.1 load client for corelay's benches"
+)]
 struct Args {
     /// Server to load.
     #[arg(long)]
@@ -112,7 +115,10 @@ fn main() {
                 .build()
                 .expect("tokio runtime");
             let local = tokio::task::LocalSet::new();
-            local.block_on(&rt, run_thread(args, conns, reqs, head, body, barrier, start_at))
+            local.block_on(
+                &rt,
+                run_thread(args, conns, reqs, head, body, barrier, start_at),
+            )
         }));
     }
     barrier.wait(); // all connected
@@ -137,7 +143,13 @@ fn main() {
     let wall = start.elapsed().as_secs_f64();
     let cpu = cpu_time() - cpu0;
     let done = counts.ok + counts.non2xx;
-    let pct = |q: f64| if hist.is_empty() { 0 } else { hist.value_at_quantile(q) };
+    let pct = |q: f64| {
+        if hist.is_empty() {
+            0
+        } else {
+            hist.value_at_quantile(q)
+        }
+    };
     println!(
         "loadgen: requests={done} errors={} connect_errors={} non2xx={} elapsed_s={elapsed:.4} \
          rps={:.1} p50_us={} p90_us={} p99_us={} p999_us={} max_us={} mean_us={:.0} \
@@ -163,7 +175,10 @@ fn new_hist() -> Histogram<u64> {
 }
 
 fn build_head(args: &Args) -> Arc<[u8]> {
-    let mut h = format!("{} {} HTTP/1.1\r\nHost: {}\r\n", args.method, args.path, args.host);
+    let mut h = format!(
+        "{} {} HTTP/1.1\r\nHost: {}\r\n",
+        args.method, args.path, args.host
+    );
     if args.body_size > 0 || args.method == "POST" || args.method == "PUT" {
         h.push_str(&format!("Content-Length: {}\r\n", args.body_size));
     }
@@ -227,7 +242,10 @@ async fn run_thread(
         tasks.spawn_local(conn_loop(s, addr, shared, head, body, deadline, timeout));
     }
     while tasks.join_next().await.is_some() {}
-    let s = Rc::try_unwrap(shared).ok().expect("all tasks done").into_inner();
+    let s = Rc::try_unwrap(shared)
+        .ok()
+        .expect("all tasks done")
+        .into_inner();
     Totals {
         counts: s.counts,
         hist: s.hist,
@@ -244,7 +262,11 @@ async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
 }
 
 enum Outcome {
-    Done { status: u16, keep_alive: bool, bytes: u64 },
+    Done {
+        status: u16,
+        keep_alive: bool,
+        bytes: u64,
+    },
 }
 
 async fn conn_loop(
@@ -285,7 +307,11 @@ async fn conn_loop(
         let now = Instant::now();
         let mut s = shared.borrow_mut();
         match res {
-            Ok(Ok(Outcome::Done { status, keep_alive, bytes })) => {
+            Ok(Ok(Outcome::Done {
+                status,
+                keep_alive,
+                bytes,
+            })) => {
                 let us = now.duration_since(t0).as_micros().max(1) as u64;
                 s.hist.saturating_record(us);
                 if (200..300).contains(&status) {
@@ -403,14 +429,22 @@ async fn read_response<R: AsyncReadExt + Unpin>(r: &mut R, buf: &mut [u8]) -> io
                 left -= k as u64;
                 bytes += k as u64;
             }
-            Ok(Outcome::Done { status, keep_alive, bytes })
+            Ok(Outcome::Done {
+                status,
+                keep_alive,
+                bytes,
+            })
         }
         Framing::Close => {
             bytes += have as u64;
             loop {
                 let k = r.read(buf).await?;
                 if k == 0 {
-                    return Ok(Outcome::Done { status, keep_alive: false, bytes });
+                    return Ok(Outcome::Done {
+                        status,
+                        keep_alive: false,
+                        bytes,
+                    });
                 }
                 bytes += k as u64;
             }
@@ -463,7 +497,11 @@ async fn read_response<R: AsyncReadExt + Unpin>(r: &mut R, buf: &mut [u8]) -> io
                                         if pos != have {
                                             return Err(bad("bytes after the response"));
                                         }
-                                        return Ok(Outcome::Done { status, keep_alive, bytes });
+                                        return Ok(Outcome::Done {
+                                            status,
+                                            keep_alive,
+                                            bytes,
+                                        });
                                     }
                                 }
                             }

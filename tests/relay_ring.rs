@@ -1,0 +1,617 @@
+//! The registered-buffer relay engine (`--relay ring`): big bodies byte for byte both ways
+//! and in both framings, bounded buffers per transfer and per shard, every buffer back after
+//! aborts and timeouts, and its flags.
+//!
+//! The origin here is a streaming one (no recording): bodies are a position-dependent pattern
+//! whose period (1,000,003 bytes) is no multiple of any buffer size, so a reordered, lost or
+//! duplicated buffer shows up as a mismatch at a known offset.
+
+mod common;
+use common::*;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const MIB: usize = 1 << 20;
+const PERIOD: usize = 1_000_003;
+
+fn period() -> &'static [u8] {
+    static P: OnceLock<Vec<u8>> = OnceLock::new();
+    P.get_or_init(|| {
+        // Twice the period, so any window of up to PERIOD bytes is one slice.
+        let mut p = pattern(PERIOD, 7);
+        p.extend_from_within(..);
+        p
+    })
+}
+
+/// The body bytes at `pos..pos + len` (len <= PERIOD).
+fn body_at(pos: usize, len: usize) -> &'static [u8] {
+    let s = pos % PERIOD;
+    &period()[s..s + len]
+}
+
+/// Checks streamed body bytes against the pattern; returns the first bad offset.
+struct Checker {
+    pos: usize,
+    bad: Option<usize>,
+}
+
+impl Checker {
+    fn new() -> Checker {
+        Checker { pos: 0, bad: None }
+    }
+    fn feed(&mut self, mut b: &[u8]) {
+        while !b.is_empty() {
+            let n = b.len().min(PERIOD);
+            if self.bad.is_none() && b[..n] != *body_at(self.pos, n) {
+                let i = (0..n)
+                    .find(|&i| b[i] != body_at(self.pos + i, 1)[0])
+                    .unwrap();
+                self.bad = Some(self.pos + i);
+            }
+            self.pos += n;
+            b = &b[n..];
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// streaming origin
+// ---------------------------------------------------------------------------
+
+/// A thread-per-connection origin:
+/// * `GET /big/N` — N pattern bytes with Content-Length (`/chunked/N`: chunked, odd sizes);
+/// * `GET /abort/N` — head for N bytes, N/2 bytes, then RST; `/stall/N` — N/2 bytes then
+///   silence until the connection closes;
+/// * `POST /upload` (Content-Length or chunked) — checks the body against the pattern and
+///   answers `ok LEN` or `bad OFFSET`.
+struct Origin {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl Origin {
+    fn start() -> Origin {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        thread::spawn(move || {
+            for s in l.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    return;
+                }
+                if let Ok(s) = s {
+                    thread::spawn(move || {
+                        let _ = serve(s);
+                    });
+                }
+            }
+        });
+        Origin { addr, stop }
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn read_head(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Vec<(String, String)>>> {
+    let mut line = String::new();
+    if r.read_line(&mut line)? == 0 {
+        return Ok(None);
+    }
+    let mut h = vec![(":line".to_string(), line.trim_end().to_string())];
+    loop {
+        let mut l = String::new();
+        r.read_line(&mut l)?;
+        let l = l.trim_end();
+        if l.is_empty() {
+            return Ok(Some(h));
+        }
+        let (n, v) = l.split_once(':').unwrap();
+        h.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+}
+
+fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    h.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+fn write_body(w: &mut TcpStream, n: usize) -> std::io::Result<()> {
+    let mut pos = 0;
+    while pos < n {
+        let k = (n - pos).min(256 * 1024);
+        w.write_all(body_at(pos, k))?;
+        pos += k;
+    }
+    Ok(())
+}
+
+/// Reads a chunked body from `r` into `sink`; returns its length.
+fn read_chunked<R: BufRead>(r: &mut R, mut sink: impl FnMut(&[u8])) -> std::io::Result<usize> {
+    let mut total = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line)?;
+        let size = usize::from_str_radix(line.trim_end().split(';').next().unwrap(), 16)
+            .map_err(|_| std::io::Error::other(format!("bad chunk line {line:?}")))?;
+        if size == 0 {
+            // trailers, then the empty line
+            loop {
+                let mut l = String::new();
+                r.read_line(&mut l)?;
+                if l.trim_end().is_empty() {
+                    return Ok(total);
+                }
+            }
+        }
+        let mut left = size;
+        while left > 0 {
+            let k = left.min(buf.len());
+            r.read_exact(&mut buf[..k])?;
+            sink(&buf[..k]);
+            left -= k;
+        }
+        total += size;
+        let mut crlf = [0u8; 2];
+        r.read_exact(&mut crlf)?;
+    }
+}
+
+fn serve(s: TcpStream) -> std::io::Result<()> {
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let _ = s.set_nodelay(true);
+    let mut w = s.try_clone()?;
+    let mut r = BufReader::with_capacity(64 * 1024, s);
+    while let Some(h) = read_head(&mut r)? {
+        let line = h[0].1.clone();
+        let target = line.split(' ').nth(1).unwrap_or("/").to_string();
+        let num = |p: &str| target.strip_prefix(p).and_then(|n| n.parse::<usize>().ok());
+        if line.starts_with("POST /upload") {
+            let mut c = Checker::new();
+            let len = if let Some(cl) = header(&h, "content-length") {
+                let mut left: usize = cl.parse().unwrap();
+                let mut buf = vec![0u8; 64 * 1024];
+                while left > 0 {
+                    let k = left.min(buf.len());
+                    r.read_exact(&mut buf[..k])?;
+                    c.feed(&buf[..k]);
+                    left -= k;
+                }
+                c.pos
+            } else {
+                read_chunked(&mut r, |b| c.feed(b))?
+            };
+            let body = match c.bad {
+                None => format!("ok {len}"),
+                Some(off) => format!("bad {off}"),
+            };
+            w.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            )?;
+        } else if let Some(n) = num("/big/") {
+            w.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n").as_bytes())?;
+            write_body(&mut w, n)?;
+        } else if let Some(n) = num("/chunked/") {
+            w.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")?;
+            let mut pos = 0;
+            let mut i = 0;
+            while pos < n {
+                // Odd chunk sizes, from tiny to larger than any buffer.
+                let k = [1, 4093, 65_537, 300_001, 17][i % 5].min(n - pos);
+                i += 1;
+                w.write_all(format!("{k:x}\r\n").as_bytes())?;
+                w.write_all(body_at(pos, k))?;
+                w.write_all(b"\r\n")?;
+                pos += k;
+            }
+            w.write_all(b"0\r\n\r\n")?;
+        } else if let Some(n) = num("/abort/") {
+            w.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n").as_bytes())?;
+            write_body(&mut w, n / 2)?;
+            thread::sleep(Duration::from_millis(300));
+            reset_connection(w);
+            return Ok(());
+        } else if let Some(n) = num("/stall/") {
+            w.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n").as_bytes())?;
+            write_body(&mut w, n / 2)?;
+            let mut sink = [0u8; 1024];
+            while let Ok(k) = r.read(&mut sink) {
+                if k == 0 {
+                    break;
+                }
+            }
+            return Ok(());
+        } else {
+            w.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")?;
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// client side
+// ---------------------------------------------------------------------------
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
+    s
+}
+
+/// GETs `path` and checks the whole body against the pattern; returns the body length.
+fn download(r: &mut BufReader<TcpStream>, path: &str) -> usize {
+    r.get_mut()
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
+        .unwrap();
+    let h = read_head(r).unwrap().expect("response head");
+    assert!(h[0].1.starts_with("HTTP/1.1 200"), "{path}: {:?}", h[0]);
+    let mut c = Checker::new();
+    let n = if let Some(cl) = header(&h, "content-length") {
+        let mut left: usize = cl.parse().unwrap();
+        let mut buf = vec![0u8; 256 * 1024];
+        while left > 0 {
+            let k = left.min(buf.len());
+            let got = r.read(&mut buf[..k]).unwrap();
+            assert!(got > 0, "{path}: EOF with {left} bytes to go");
+            c.feed(&buf[..got]);
+            left -= got;
+        }
+        c.pos
+    } else {
+        assert_eq!(header(&h, "transfer-encoding"), Some("chunked"));
+        read_chunked(r, |b| c.feed(b)).unwrap()
+    };
+    assert_eq!(c.bad, None, "{path}: body differs at offset {:?}", c.bad);
+    n
+}
+
+/// POSTs `n` pattern bytes to /upload (chunked in odd pieces if `chunked`) and returns the
+/// origin's verdict.
+fn upload(addr: SocketAddr, n: usize, chunked: bool) -> String {
+    let s = connect(addr);
+    let mut w = s.try_clone().unwrap();
+    let writer = thread::spawn(move || {
+        if chunked {
+            w.write_all(
+                format!(
+                    "POST /upload HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+            let mut pos = 0;
+            let mut i = 0;
+            while pos < n {
+                let k = [100_003, 7, 1 << 20, 16_384, 999][i % 5].min(n - pos);
+                i += 1;
+                w.write_all(format!("{k:x}\r\n").as_bytes()).unwrap();
+                w.write_all(body_at(pos, k)).unwrap();
+                w.write_all(b"\r\n").unwrap();
+                pos += k;
+            }
+            w.write_all(b"0\r\n\r\n").unwrap();
+        } else {
+            w.write_all(
+                format!("POST /upload HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: {n}\r\n\r\n")
+                    .as_bytes(),
+            )
+            .unwrap();
+            write_body(&mut w, n).unwrap();
+        }
+    });
+    let mut r = BufReader::new(s);
+    let h = read_head(&mut r).unwrap().expect("response head");
+    writer.join().unwrap();
+    assert!(h[0].1.starts_with("HTTP/1.1 200"), "{:?}", h[0]);
+    let len: usize = header(&h, "content-length").unwrap().parse().unwrap();
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).unwrap();
+    String::from_utf8(body).unwrap()
+}
+
+fn ring(origin: &Origin, extra: &[&str]) -> Corelay {
+    let mut e = vec!["--relay", "ring"];
+    e.extend_from_slice(extra);
+    let cr = Corelay::start_with_metrics(&[origin.addr], &e);
+    assert!(
+        cr.startup_lines
+            .iter()
+            .any(|l| l.starts_with("corelay: relay memory") && l.ends_with("engine ring")),
+        "{:?}",
+        cr.startup_lines
+    );
+    cr
+}
+
+fn free_back_to(cr: &Corelay, r: f64) {
+    eventually(
+        Duration::from_secs(10),
+        "every relay buffer back on the free list",
+        || cr.metric("corelay_relay_buffers_free") == r,
+    );
+}
+
+// ---------------------------------------------------------------------------
+// tests
+// ---------------------------------------------------------------------------
+
+#[test]
+fn downloads_of_50_mib_arrive_byte_for_byte_with_length_and_chunked() {
+    let origin = Origin::start();
+    let cr = ring(&origin, &[]);
+    let mut r = BufReader::with_capacity(256 * 1024, connect(cr.addr));
+    assert_eq!(download(&mut r, &format!("/big/{}", 50 * MIB)), 50 * MIB);
+    // Same connection: the next message starts exactly after the body.
+    assert_eq!(
+        download(&mut r, &format!("/chunked/{}", 50 * MIB)),
+        50 * MIB
+    );
+    assert_eq!(download(&mut r, "/big/100000"), 100_000);
+    free_back_to(&cr, 256.0);
+    assert!(cr.metric("corelay_relay_buffers_in_use_max") <= 4.0);
+}
+
+#[test]
+fn uploads_of_50_mib_arrive_byte_for_byte_with_length_and_chunked() {
+    let origin = Origin::start();
+    let cr = ring(&origin, &[]);
+    assert_eq!(upload(cr.addr, 50 * MIB, false), format!("ok {}", 50 * MIB));
+    assert_eq!(upload(cr.addr, 50 * MIB, true), format!("ok {}", 50 * MIB));
+    free_back_to(&cr, 256.0);
+}
+
+#[test]
+fn pipelined_bodies_through_the_ring_stay_in_their_messages() {
+    let origin = Origin::start();
+    let cr = ring(
+        &origin,
+        &["--relay-copy-below", "0", "--buffer-size", "4KiB"],
+    );
+    let mut s = connect(cr.addr);
+    let mut req = Vec::new();
+    for n in [100_000usize, 1, 70_001] {
+        req.extend_from_slice(
+            format!("POST /upload HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: {n}\r\n\r\n")
+                .as_bytes(),
+        );
+        req.extend_from_slice(body_at(0, n));
+    }
+    s.write_all(&req).unwrap();
+    let mut r = BufReader::new(s);
+    for n in [100_000usize, 1, 70_001] {
+        let h = read_head(&mut r).unwrap().unwrap();
+        let len: usize = header(&h, "content-length").unwrap().parse().unwrap();
+        let mut body = vec![0u8; len];
+        r.read_exact(&mut body).unwrap();
+        assert_eq!(String::from_utf8(body).unwrap(), format!("ok {n}"));
+    }
+}
+
+#[test]
+fn a_slow_reader_holds_at_most_k_buffers_and_others_keep_their_speed() {
+    let origin = Origin::start();
+    let cr = ring(
+        &origin,
+        &[
+            "--buffer-ring-size",
+            "16",
+            "--max-buffers-per-transfer",
+            "4",
+        ],
+    );
+    // Baseline: a fast download alone.
+    let mut fast = BufReader::with_capacity(256 * 1024, connect(cr.addr));
+    let t = Instant::now();
+    download(&mut fast, &format!("/big/{}", 8 * MIB));
+    let alone = t.elapsed();
+
+    // A client with a small receive window that reads about 1 KiB/s.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&cr.addr.into()).unwrap();
+    let mut slow: TcpStream = sock.into();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    slow.write_all(format!("GET /big/{} HTTP/1.1\r\nHost: {HOST}\r\n\r\n", 64 * MIB).as_bytes())
+        .unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let done2 = done.clone();
+    let reader = thread::spawn(move || {
+        let mut b = [0u8; 1024];
+        while !done2.load(Ordering::SeqCst) {
+            if slow.read(&mut b).unwrap_or(0) == 0 {
+                break;
+            }
+            thread::sleep(Duration::from_secs(1));
+        }
+    });
+    // The slow transfer fills its socket buffers and then holds K buffers, no more.
+    eventually(
+        Duration::from_secs(10),
+        "the slow transfer holds 4 buffers",
+        || cr.metric("corelay_relay_buffers_free") == 12.0,
+    );
+    let t = Instant::now();
+    for _ in 0..2 {
+        download(&mut fast, &format!("/big/{}", 8 * MIB));
+    }
+    let beside = t.elapsed() / 2;
+    assert!(
+        beside < alone * 4 + Duration::from_millis(500),
+        "8 MiB took {beside:?} beside a slow reader, {alone:?} alone"
+    );
+    assert_eq!(cr.metric("corelay_relay_buffers_free"), 12.0);
+    assert!(cr.metric("corelay_relay_buffers_in_use_max") <= 4.0);
+    done.store(true, Ordering::SeqCst);
+    drop(fast);
+    reader.join().unwrap();
+    free_back_to(&cr, 16.0);
+}
+
+#[test]
+fn five_hundred_concurrent_downloads_share_a_ring_of_64() {
+    let origin = Origin::start();
+    let cr = ring(&origin, &["--buffer-ring-size", "64"]);
+    let addr = cr.addr;
+    let threads: Vec<_> = (0..500)
+        .map(|_| {
+            thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(move || {
+                    let mut r = BufReader::with_capacity(64 * 1024, connect(addr));
+                    download(&mut r, &format!("/big/{MIB}"))
+                })
+                .unwrap()
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), MIB);
+    }
+    assert!(cr.metric("corelay_relay_buffers_out_max") <= 64.0);
+    assert!(cr.metric("corelay_relay_buffers_in_use_max") <= 4.0);
+    assert_eq!(cr.metric("corelay_relay_buffers_total"), 64.0);
+    free_back_to(&cr, 64.0);
+}
+
+#[test]
+fn a_client_abort_returns_every_buffer() {
+    let origin = Origin::start();
+    let cr = ring(&origin, &["--buffer-ring-size", "32"]);
+    for _ in 0..3 {
+        let mut s = connect(cr.addr);
+        s.write_all(format!("GET /big/{} HTTP/1.1\r\nHost: {HOST}\r\n\r\n", 50 * MIB).as_bytes())
+            .unwrap();
+        let mut b = vec![0u8; 100 * 1024];
+        s.read_exact(&mut b).unwrap();
+        // Stop reading so that writes are in flight, then reset.
+        thread::sleep(Duration::from_millis(200));
+        reset_connection(s);
+    }
+    free_back_to(&cr, 32.0);
+    // An upload the client abandons mid-body.
+    let mut s = connect(cr.addr);
+    s.write_all(
+        format!(
+            "POST /upload HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: {}\r\n\r\n",
+            10 * MIB
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    write_body(&mut s, MIB).unwrap();
+    thread::sleep(Duration::from_millis(200));
+    reset_connection(s);
+    free_back_to(&cr, 32.0);
+    // Still serving.
+    let mut r = BufReader::new(connect(cr.addr));
+    download(&mut r, "/big/300000");
+}
+
+#[test]
+fn a_backend_abort_cuts_the_client_and_returns_every_buffer() {
+    let origin = Origin::start();
+    let cr = ring(&origin, &["--buffer-ring-size", "32"]);
+    let mut s = connect(cr.addr);
+    s.write_all(format!("GET /abort/{} HTTP/1.1\r\nHost: {HOST}\r\n\r\n", 8 * MIB).as_bytes())
+        .unwrap();
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    assert!(all.len() < 8 * MIB, "a cut body must not arrive complete");
+    free_back_to(&cr, 32.0);
+}
+
+#[test]
+fn relay_timeouts_fire_and_return_every_buffer() {
+    let origin = Origin::start();
+    let cr = ring(
+        &origin,
+        &[
+            "--buffer-ring-size",
+            "32",
+            "--backend-response-timeout",
+            "500ms",
+            "--send-timeout",
+            "500ms",
+        ],
+    );
+    // The backend stalls mid-body: the ring's read times out and the client is cut.
+    let mut s = connect(cr.addr);
+    s.write_all(format!("GET /stall/{} HTTP/1.1\r\nHost: {HOST}\r\n\r\n", 2 * MIB).as_bytes())
+        .unwrap();
+    let t = Instant::now();
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    assert!(all.len() < 2 * MIB);
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    free_back_to(&cr, 32.0);
+    // The client stops reading: the ring's write times out and the connection is closed.
+    let mut s = connect(cr.addr);
+    s.write_all(format!("GET /big/{} HTTP/1.1\r\nHost: {HOST}\r\n\r\n", 64 * MIB).as_bytes())
+        .unwrap();
+    let mut b = vec![0u8; 64 * 1024];
+    s.read_exact(&mut b).unwrap();
+    free_back_to(&cr, 32.0);
+    assert!(
+        cr.metric("corelay_backend_errors_total") + cr.metric("corelay_client_errors_total") >= 2.0
+    );
+}
+
+#[test]
+fn drain_drops_stalled_ring_transfers_and_exits() {
+    let origin = Origin::start();
+    let mut cr = ring(&origin, &["--drain-timeout", "1s"]);
+    let mut s = connect(cr.addr);
+    s.write_all(format!("GET /stall/{} HTTP/1.1\r\nHost: {HOST}\r\n\r\n", 2 * MIB).as_bytes())
+        .unwrap();
+    let mut b = vec![0u8; 64 * 1024];
+    s.read_exact(&mut b).unwrap();
+    cr.signal(SIGTERM);
+    let st = cr
+        .wait_exit(Duration::from_secs(10))
+        .expect("corelay exits after drain");
+    assert!(st.success(), "{st:?}; stderr:\n{}", cr.stderr());
+}
+
+#[test]
+fn bad_relay_flags_get_one_line() {
+    for (args, flag) in [
+        (&["--buffer-size", "3000"][..], "--buffer-size"),
+        (&["--buffer-ring-size", "0"][..], "--buffer-ring-size"),
+        (
+            &["--buffer-ring-size", "16384", "--buffer-size", "1MiB"][..],
+            "--buffer-ring-size",
+        ),
+        (
+            &["--max-buffers-per-transfer", "0"][..],
+            "--max-buffers-per-transfer",
+        ),
+        (
+            &["--buffer-ring-size", "4", "--max-buffers-per-transfer", "8"][..],
+            "--max-buffers-per-transfer",
+        ),
+        (&["--relay", "zerocopy"][..], "--relay"),
+    ] {
+        let mut a = vec!["--backend", "127.0.0.1:1", "--listen", "127.0.0.1:0"];
+        a.extend_from_slice(args);
+        let (st, _out, err) = run_corelay_to_exit(&a);
+        assert_eq!(st.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(flag), "{args:?}: {err}");
+    }
+}
