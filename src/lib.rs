@@ -8,6 +8,7 @@ pub mod http1;
 pub mod metrics;
 pub mod proxy;
 pub mod relay;
+pub mod route;
 
 use std::sync::Arc;
 

@@ -54,10 +54,13 @@ pub struct ShardMetrics {
     pub proxy: Arc<ProxyStats>,
 }
 
+/// One metric: name, Prometheus type, and how to read it from a shard.
+type Row = (&'static str, &'static str, fn(&ShardMetrics) -> u64);
+
 /// Renders every shard's counters in the Prometheus text format.
 pub fn render(shards: &[ShardMetrics], out: &mut String) {
     use std::fmt::Write as _;
-    let rows: [(&str, &str, fn(&ShardMetrics) -> u64); 16] = [
+    let rows: [Row; 16] = [
         ("corelay_connections_open", "gauge", |m| {
             m.shard.snapshot().connections_open
         }),

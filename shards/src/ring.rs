@@ -430,9 +430,8 @@ impl BufferRing {
             let pushed = unsafe { ring.submission().push_multiple(sqes).is_ok() };
             if !pushed {
                 ring.submit()?;
-                unsafe { ring.submission().push_multiple(sqes) }.map_err(|_| {
-                    io::Error::new(io::ErrorKind::Other, "relay ring submission queue full")
-                })?;
+                unsafe { ring.submission().push_multiple(sqes) }
+                    .map_err(|_| io::Error::other("relay ring submission queue full"))?;
             }
             loop {
                 match ring.submit() {

@@ -6,6 +6,7 @@
 //! → log (stats). Errors from every phase become a [`ProxyError`], which alone decides the
 //! status code.
 
+mod admission;
 mod backend;
 mod balancer;
 mod body;
