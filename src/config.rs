@@ -7,20 +7,57 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
+use std::ffi::OsString;
+
 use clap::Parser;
+
+use crate::config_file::{self, AuthSpec, FileConfig};
 
 use crate::http1::{Limits, MAX_HEADERS_LIMIT};
 
 /// A thread-per-core HTTP/1.1 reverse proxy on io_uring.
 #[derive(Parser, Debug)]
-#[command(name = "corelay", version, about, long_about = None)]
+#[command(
+    name = "corelay",
+    version,
+    about,
+    long_about = None,
+    args_conflicts_with_subcommands = true,
+    args_override_self = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Sub>,
+    #[command(flatten)]
+    pub args: Args,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Sub {
+    /// Validate a config file: exit 0 if it is valid, else print each error with its line.
+    Check {
+        #[arg(long, value_name = "FILE")]
+        config: std::path::PathBuf,
+    },
+    /// Read a password on stdin and print its stored form for `basic` auth users.
+    HashPassword,
+}
+
+/// The flags of `corelay` (each also a key of the config file).
+#[derive(clap::Args, Debug)]
 pub struct Args {
     /// Address to accept client connections on; every shard listens on it with SO_REUSEPORT.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
     pub listen: String,
 
+    /// Read settings, backend groups and routes from this TOML file; flags given on the
+    /// command line override its keys (see docs/corelay.example.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+
     /// Backend server (host:port); repeat for several. Requests are spread round-robin.
-    #[arg(long = "backend", value_name = "ADDR", required = true)]
+    /// Required unless a config file defines backends or groups.
+    #[arg(long = "backend", value_name = "ADDR")]
     pub backends: Vec<String>,
 
     /// Number of shards: the first N online CPUs [default: all online CPUs].
@@ -118,6 +155,53 @@ pub struct Args {
     /// Serve Prometheus metrics at http://ADDR/metrics [default: off].
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
+
+    /// Expect a PROXY protocol v1 or v2 header on every client connection (behind an L4
+    /// load balancer); connections without one are closed.
+    #[arg(long)]
+    pub proxy_protocol: bool,
+
+    /// Access log: `off`, `stderr`, or a file path (appended to).
+    #[arg(long, value_name = "DEST", default_value = "off")]
+    pub access_log: String,
+
+    /// Access log line format.
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Combined)]
+    pub access_log_format: LogFormat,
+
+    /// Requests in flight per core; more wait in the queue. The default holds 10,000
+    /// concurrent slow requests on one core, with room to spare.
+    #[arg(long, value_name = "N", default_value_t = 16384, value_parser = positive_usize)]
+    pub max_requests_per_core: usize,
+
+    /// Requests that may wait for a slot per core; beyond it they get 503 at once.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub queue_size: usize,
+
+    /// Longest wait in the queue before 503 with Retry-After.
+    #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_duration)]
+    pub queue_timeout: Duration,
+
+    /// Open client connections per core beyond which the shard stops accepting (the kernel
+    /// backlog holds the rest); 0 means no limit.
+    #[arg(long, value_name = "N", default_value_t = 32768)]
+    pub max_connections_per_core: usize,
+
+    /// Open connections one client address may hold per core; more get 429 [default: 0, off].
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_connections_per_client: usize,
+
+    /// Largest request body accepted; a larger Content-Length gets 413 before any of the body
+    /// is read (0: no limit).
+    #[arg(long, value_name = "SIZE", default_value = "0", value_parser = parse_size_or_zero)]
+    pub client_max_body_size: usize,
+}
+
+/// `--access-log-format`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Combined,
+    Json,
 }
 
 /// The validated configuration every shard reads (shared read-only across threads).
@@ -144,6 +228,55 @@ pub struct Config {
     pub backend_retry_backoff: Duration,
     pub drain_timeout: Duration,
     pub metrics_listen: Option<SocketAddr>,
+    pub proxy_protocol: bool,
+    pub access_log: AccessLogDest,
+    pub access_log_format: LogFormat,
+    pub max_requests_per_core: usize,
+    pub queue_size: usize,
+    pub queue_timeout: Duration,
+    pub max_connections_per_core: usize,
+    pub max_connections_per_client: usize,
+    /// 0: no limit.
+    pub client_max_body_size: u64,
+    /// Backend groups; a request is routed to one of them. In command-line mode there is one,
+    /// `default`, made of the `--backend` list.
+    pub groups: Vec<Group>,
+    pub routes: Vec<RouteConfig>,
+}
+
+/// Where access log lines go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessLogDest {
+    Off,
+    Stderr,
+    File(std::path::PathBuf),
+}
+
+/// How a group spreads requests over its backends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Policy {
+    #[default]
+    RoundRobin,
+    /// Fewest requests in flight on this shard.
+    LeastRequests,
+}
+
+#[derive(Clone, Debug)]
+pub struct Group {
+    pub name: String,
+    pub backends: Vec<SocketAddr>,
+    pub policy: Policy,
+}
+
+#[derive(Clone, Debug)]
+pub struct RouteConfig {
+    pub host: crate::route::HostMatch,
+    pub prefix: String,
+    pub rewrite: crate::route::Rewrite,
+    pub group: usize,
+    pub auth: crate::config_file::AuthSpec,
+    /// Forward the credential header to the backend (it is stripped by default).
+    pub keep_credentials: bool,
 }
 
 /// How bodies are relayed (`--relay`).
@@ -173,14 +306,17 @@ const MAX_BUFFER_SIZE: usize = 16 * 1024 * 1024;
 const MIN_HEADER_BYTES: usize = 256;
 
 impl Config {
-    /// Validates parsed flags; the error is one line naming the flag.
-    pub fn from_args(args: Args) -> Result<Config, String> {
+    /// Validates parsed flags (and what a config file adds); the error is one line naming
+    /// the flag.
+    pub fn from_args(args: Args, file: Option<FileConfig>) -> Result<Config, String> {
         let listen = resolve_one("--listen", &args.listen)?;
-        let backends = args
+        let cli_backends = args
             .backends
             .iter()
             .map(|b| resolve_one("--backend", b))
             .collect::<Result<Vec<_>, _>>()?;
+        let (groups, routes) = groups_and_routes(cli_backends, file)?;
+        let backends = groups[routes[0].group].backends.clone();
         let cpu_list = match &args.cpus {
             Some(s) => Some(shards::parse_cpu_list(s).map_err(|e| format!("--cpus: {e}"))?),
             None => None,
@@ -238,6 +374,11 @@ impl Config {
             Some(s) => Some(resolve_one("--metrics-listen", s)?),
             None => None,
         };
+        let access_log = match args.access_log.as_str() {
+            "off" | "" => AccessLogDest::Off,
+            "stderr" => AccessLogDest::Stderr,
+            path => AccessLogDest::File(path.into()),
+        };
         Ok(Config {
             listen,
             backends,
@@ -264,42 +405,192 @@ impl Config {
             backend_retry_backoff: args.backend_retry_backoff,
             drain_timeout: args.drain_timeout,
             metrics_listen,
+            proxy_protocol: args.proxy_protocol,
+            access_log,
+            access_log_format: args.access_log_format,
+            max_requests_per_core: args.max_requests_per_core,
+            queue_size: args.queue_size,
+            queue_timeout: args.queue_timeout,
+            max_connections_per_core: args.max_connections_per_core,
+            max_connections_per_client: args.max_connections_per_client,
+            client_max_body_size: args.client_max_body_size as u64,
+            groups,
+            routes,
         })
     }
 }
 
-/// Parses the process arguments. On error returns the one-line message to print (clap's
-/// multi-line rendering is cut to its first line, which already names the flag); `--help`
-/// and `--version` come back as `Err(Ok(text))` to be printed whole with exit code 0.
-pub fn parse_args<I, T>(args: I) -> Result<Config, Result<String, String>>
-where
-    I: IntoIterator<Item = T>,
-    T: Into<std::ffi::OsString> + Clone,
-{
-    let args = match Args::try_parse_from(args) {
-        Ok(a) => a,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            return Err(match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => Ok(e.to_string()),
-                _ => {
-                    // clap's first paragraph names the flag (sometimes on an indented
-                    // second line); usage and hints follow a blank line.
-                    let text = e.to_string();
-                    let first: Vec<&str> = text
-                        .lines()
-                        .take_while(|l| !l.trim().is_empty())
-                        .map(str::trim)
-                        .collect();
-                    Err(first.join(" "))
-                }
-            });
-        }
-    };
-    Config::from_args(args).map_err(|e| Err(format!("error: {e}")))
+/// What the command line asks for.
+pub enum Action {
+    Run(Box<Config>),
+    /// `corelay check`: the file's errors, if any (one line each).
+    Check(Result<(), Vec<String>>),
+    HashPassword,
+    /// `--help` or `--version`: the text to print, exit 0.
+    Print(String),
 }
 
-fn resolve_one(flag: &str, s: &str) -> Result<SocketAddr, String> {
+/// Parses the process arguments (reading `--config` if given). On error returns the one-line
+/// message to print.
+pub fn parse_args<I, T>(args: I) -> Result<Action, String>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let argv: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(c) => c,
+        Err(e) => return clap_error(e),
+    };
+    match cli.command {
+        Some(Sub::HashPassword) => return Ok(Action::HashPassword),
+        Some(Sub::Check { config }) => {
+            let checked = config_file::load(&config).and_then(|file| {
+                let mut full = vec![argv[0].clone()];
+                full.extend(file.flag_args.iter().cloned());
+                let args = Cli::try_parse_from(&full)
+                    .map_err(|e| vec![first_paragraph(&e.to_string())])?
+                    .args;
+                Config::from_args(args, Some(file))
+                    .map(drop)
+                    .map_err(|e| vec![format!("{}: {e}", config.display())])
+            });
+            return Ok(Action::Check(checked));
+        }
+        None => {}
+    }
+    let (args, file) = match cli.args.config.clone() {
+        None => (cli.args, None),
+        Some(path) => {
+            let file = config_file::load(&path).map_err(|errors| {
+                let more = if errors.len() > 1 {
+                    format!(" (and {} more; run `corelay check --config FILE`)", errors.len() - 1)
+                } else {
+                    String::new()
+                };
+                format!("error: {}{more}", errors[0])
+            })?;
+            // The file's keys as flags first, then the command line, which wins.
+            let mut full = vec![argv[0].clone()];
+            full.extend(file.flag_args.iter().cloned());
+            full.extend(argv[1..].iter().cloned());
+            match Cli::try_parse_from(&full) {
+                Ok(c) => (c.args, Some(file)),
+                Err(e) => return clap_error(e),
+            }
+        }
+    };
+    Config::from_args(args, file)
+        .map(|c| Action::Run(Box::new(c)))
+        .map_err(|e| format!("error: {e}"))
+}
+
+fn clap_error(e: clap::Error) -> Result<Action, String> {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => Ok(Action::Print(e.to_string())),
+        _ => Err(first_paragraph(&e.to_string())),
+    }
+}
+
+/// clap's first paragraph names the flag (sometimes on an indented second line); usage and
+/// hints follow a blank line.
+fn first_paragraph(text: &str) -> String {
+    let first: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    first.join(" ")
+}
+
+/// Checks one flag with its value the way the command line would (for config file keys).
+pub(crate) fn check_flag(flag: &[OsString]) -> Result<(), String> {
+    let mut argv: Vec<OsString> = vec!["corelay".into()];
+    argv.extend(flag.iter().cloned());
+    let cli = Cli::try_parse_from(&argv).map_err(|e| {
+        first_paragraph(&e.to_string())
+            .trim_start_matches("error: ")
+            .to_string()
+    })?;
+    // Values only the validation step refuses (e.g. a bad address) are checked there.
+    let a = &cli.args;
+    if flag.first().is_some_and(|f| f == "--listen") {
+        resolve_one("--listen", &a.listen)?;
+    }
+    if let Some(m) = &a.metrics_listen {
+        resolve_one("--metrics-listen", m)?;
+    }
+    if let Some(c) = &a.cpus {
+        shards::parse_cpu_list(c)?;
+    }
+    Ok(())
+}
+
+/// Checks a route's authorization settings (the auth module validates stored hashes when
+/// the shards start; this catches what a file can get wrong on its face).
+pub(crate) fn check_auth(spec: &AuthSpec) -> Result<(), String> {
+    match spec {
+        AuthSpec::None => Ok(()),
+        AuthSpec::Bearer { tokens, .. } if tokens.is_empty() => Err("bearer: 'tokens' is empty".into()),
+        AuthSpec::ApiKey { keys, .. } if keys.is_empty() => Err("api_key: 'keys' is empty".into()),
+        AuthSpec::ApiKey { header, .. } if header.is_empty() => Err("api_key: 'header' is empty".into()),
+        AuthSpec::Basic { users, .. } if users.is_empty() => Err("basic: 'users' is empty".into()),
+        _ => Ok(()),
+    }
+}
+
+/// The backend groups and routes: from the file, or the command line's `--backend` list as
+/// the `default` group behind one catch-all route. `--backend` on the command line replaces
+/// the file's top-level `backends`.
+fn groups_and_routes(
+    cli_backends: Vec<SocketAddr>,
+    file: Option<FileConfig>,
+) -> Result<(Vec<Group>, Vec<RouteConfig>), String> {
+    let mut groups = Vec::new();
+    let mut routes = Vec::new();
+    if let Some(file) = file {
+        groups = file.groups;
+        routes = file.routes;
+        if !cli_backends.is_empty() {
+            match groups.iter_mut().find(|g| g.name == "default") {
+                Some(g) => g.backends = cli_backends.clone(),
+                None => groups.push(Group {
+                    name: "default".into(),
+                    backends: cli_backends.clone(),
+                    policy: Policy::RoundRobin,
+                }),
+            }
+        }
+    } else if !cli_backends.is_empty() {
+        groups.push(Group {
+            name: "default".into(),
+            backends: cli_backends,
+            policy: Policy::RoundRobin,
+        });
+    }
+    if routes.is_empty() {
+        let Some(default) = groups.iter().position(|g| g.name == "default") else {
+            return Err(if groups.is_empty() {
+                "no backend: give --backend ADDR, or a config file with backends or groups".into()
+            } else {
+                "no route: a config file with groups needs [[routes]] (or top-level 'backends')"
+                    .into()
+            });
+        };
+        routes.push(RouteConfig {
+            host: crate::route::HostMatch::Any,
+            prefix: "/".into(),
+            rewrite: crate::route::Rewrite::Keep,
+            group: default,
+            auth: AuthSpec::None,
+            keep_credentials: false,
+        });
+    }
+    Ok((groups, routes))
+}
+
+pub(crate) fn resolve_one(flag: &str, s: &str) -> Result<SocketAddr, String> {
     let mut addrs = s
         .to_socket_addrs()
         .map_err(|e| format!("{flag} '{s}': {e} (expected host:port, e.g. 127.0.0.1:9000)"))?;
@@ -406,8 +697,17 @@ mod tests {
 
     fn err_of(args: &[&str]) -> String {
         match parse_args(args.iter().copied()) {
-            Err(Err(e)) => e,
-            other => panic!("expected an error, got {other:?}"),
+            Err(e) => e,
+            Ok(_) => panic!("expected an error for {args:?}"),
+        }
+    }
+
+    /// The configuration `args` run with.
+    fn run_of<'a>(args: impl IntoIterator<Item = &'a str>) -> Config {
+        match parse_args(args) {
+            Ok(Action::Run(c)) => *c,
+            Ok(_) => panic!("not a run"),
+            Err(e) => panic!("{e}"),
         }
     }
 
@@ -469,10 +769,10 @@ mod tests {
             assert!(e.contains(flag), "{extra:?}: {e}");
             assert!(!e.contains('\n'), "{extra:?}: {e}");
         }
-        let c = parse_args(with(&["--relay", "copy", "--relay-copy-below", "0"])).unwrap();
+        let c = run_of(with(&["--relay", "copy", "--relay-copy-below", "0"]));
         assert_eq!(c.relay, RelayMode::Copy);
         assert_eq!(c.relay_copy_below, 0);
-        let c = parse_args(base).unwrap();
+        let c = run_of(base);
         assert_eq!(c.relay, RelayMode::Auto);
         assert_eq!(c.max_buffers_per_transfer, DEFAULT_MAX_BUFFERS_PER_TRANSFER);
     }

@@ -4,6 +4,7 @@
 //! start-up messages and signal handling around it, and tests can drive it the same way.
 
 pub mod config;
+pub mod config_file;
 pub mod http1;
 pub mod metrics;
 pub mod proxy;
@@ -41,6 +42,7 @@ pub fn run(config: Config) -> std::io::Result<Running> {
         cpus: config.cpus.clone(),
         backlog: config.backlog,
         drain_timeout: config.drain_timeout,
+        max_connections: config.max_connections_per_core,
     };
     let shard_stats = proxy_stats.clone();
     let cfg = config.clone();

@@ -4,16 +4,27 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use corelay::config::RelayMode;
+use corelay::config::{Action, RelayMode};
 
 fn main() -> ExitCode {
     let mut config = match corelay::config::parse_args(std::env::args_os()) {
-        Ok(c) => c,
-        Err(Ok(help)) => {
-            print!("{help}");
+        Ok(Action::Run(c)) => *c,
+        Ok(Action::Print(text)) => {
+            print!("{text}");
             return ExitCode::SUCCESS;
         }
-        Err(Err(line)) => {
+        Ok(Action::Check(Ok(()))) => {
+            println!("config ok");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Action::Check(Err(errors))) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            return ExitCode::FAILURE;
+        }
+        Ok(Action::HashPassword) => return hash_password(),
+        Err(line) => {
             eprintln!("{line}");
             return ExitCode::from(2);
         }
@@ -150,4 +161,16 @@ fn wait_for_signal(set: &libc::sigset_t) {
     unsafe {
         libc::sigwait(set, &mut sig);
     }
+}
+
+/// `corelay hash-password`: one password on stdin, its stored form on stdout.
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err() || line.trim_end_matches(['\r', '\n']).is_empty() {
+        eprintln!("error: give the password on stdin, e.g. `echo -n secret | corelay hash-password`");
+        return ExitCode::from(2);
+    }
+    let _ = line;
+    eprintln!("error: hash-password is not wired yet");
+    ExitCode::FAILURE
 }

@@ -29,6 +29,10 @@ pub struct ServerConfig {
     pub backlog: u32,
     /// How long a shard waits for open connections after shutdown begins.
     pub drain_timeout: Duration,
+    /// Open connections per shard beyond which it stops accepting (0: no limit). New
+    /// connections then wait in the kernel's backlog, and accepting resumes as connections
+    /// close, so overload queues at the cheapest place instead of costing shard memory.
+    pub max_connections: usize,
 }
 
 impl ServerConfig {
@@ -39,6 +43,7 @@ impl ServerConfig {
             cpus,
             backlog: 1024,
             drain_timeout: Duration::from_secs(5),
+            max_connections: 0,
         }
     }
 }
@@ -124,6 +129,7 @@ impl Server {
                 stats,
                 wake: handle.remote_wake(index),
                 drain_timeout: config.drain_timeout,
+                max_connections: config.max_connections,
                 make_handler: make_handler.clone(),
                 ready: ready_tx.clone(),
             });

@@ -37,6 +37,7 @@ pub(crate) struct ShardSetup<F> {
     pub stats: Arc<ShardStats>,
     pub wake: RemoteWake,
     pub drain_timeout: Duration,
+    pub max_connections: usize,
     pub make_handler: Arc<F>,
     /// Reports once whether the shard came up, so `Server::start` can fail
     /// instead of leaving a silently dead shard.
@@ -104,6 +105,8 @@ struct Tracker {
     /// when an executor is dropped: a task parked on socket I/O would leak,
     /// fd and all, instead of being closed.
     abort: LocalEvent,
+    /// The accept loop, parked while the shard is at `max_connections`.
+    accept_waker: std::cell::Cell<Option<std::task::Waker>>,
 }
 
 /// Counts a connection as open for as long as its task exists. A drop guard,
@@ -124,6 +127,9 @@ impl Drop for ConnGuard {
         if t.stats.connections_open.fetch_sub(1, Relaxed) == 1 && t.shutdown.is_triggered() {
             t.drained.set();
         }
+        if let Some(w) = t.accept_waker.take() {
+            w.wake();
+        }
     }
 }
 
@@ -141,6 +147,7 @@ where
         stats,
         wake,
         drain_timeout,
+        max_connections,
         make_handler,
         ready,
     } = setup;
@@ -165,11 +172,12 @@ where
         shutdown,
         drained: LocalEvent::default(),
         abort: LocalEvent::default(),
+        accept_waker: std::cell::Cell::new(None),
     });
     // The accept loop never ends by itself; the remote wake ends it, and
     // dropping its future cancels the in-flight accept.
     future::or(
-        accept_loop(index, &listener, &handler, &tracker),
+        accept_loop(index, &listener, &handler, &tracker, max_connections),
         wake.wait(),
     )
     .await;
@@ -187,12 +195,24 @@ async fn accept_loop<H, Fut>(
     listener: &glommio::net::TcpListener,
     handler: &H,
     tracker: &Rc<Tracker>,
+    max_connections: usize,
 ) where
     H: Fn(TcpStream, SocketAddr) -> Fut,
     Fut: Future<Output = ()> + 'static,
 {
     let stats = &tracker.stats;
     loop {
+        if max_connections > 0 {
+            std::future::poll_fn(|cx| {
+                if (stats.connections_open.load(Relaxed) as usize) < max_connections {
+                    std::task::Poll::Ready(())
+                } else {
+                    tracker.accept_waker.set(Some(cx.waker().clone()));
+                    std::task::Poll::Pending
+                }
+            })
+            .await;
+        }
         let stream = match listener.accept().await {
             Ok(stream) => stream,
             Err(e) => {

@@ -25,6 +25,11 @@ pub struct ForwardInfo<'a> {
     pub via: &'a str,
     /// Host sent for an HTTP/1.0 request that had none.
     pub default_host: &'a str,
+    /// Header names (ASCII case-insensitive) never forwarded: the credential
+    /// fields that the proxy itself checked (`Authorization`, an API-key
+    /// header), so that a secret meant for the proxy does not reach the
+    /// backend or its logs. Empty to forward everything.
+    pub strip: &'a [&'a [u8]],
 }
 
 /// Framing of the response body as sent to the client.
@@ -82,6 +87,7 @@ pub fn encode_request(buf: &[u8], head: &RequestHead, info: &ForwardInfo, out: &
     for h in headers {
         let name = h.name.get(buf);
         let rewritten = is_listed(REQUEST_REWRITTEN, name)
+            || info.strip.iter().any(|n| name.eq_ignore_ascii_case(n))
             || (max_forwards.is_some() && name.eq_ignore_ascii_case(b"max-forwards"));
         if !rewritten && !connection::is_hop_field(buf, headers, name) {
             write_field(buf, h, out);
@@ -232,6 +238,7 @@ mod tests {
             proto: "http",
             via: "corelay",
             default_host: "backend.local",
+            strip: &[],
         }
     }
 
@@ -296,6 +303,29 @@ mod tests {
         assert!(String::from_utf8(out)
             .unwrap()
             .contains("X-Forwarded-For: 2001:db8::1\r\n"));
+    }
+
+    #[test]
+    fn request_strip_removes_credentials() {
+        let buf = b"GET / HTTP/1.1\r\nHost: h\r\nauthorization: Basic dTpw\r\nX-Keep: 1\r\n\
+                    X-API-KEY: k1\r\nAuthorization: Bearer t\r\nX-Api-Key-Id: 7\r\n\r\n";
+        let mut head = RequestHead::new();
+        parse_request(buf, &Limits::default(), &mut head).unwrap();
+        let strip: &[&[u8]] = &[b"Authorization", b"x-api-key"];
+        let mut out = Vec::new();
+        encode_request(buf, &head, &ForwardInfo { strip, ..info() }, &mut out);
+        // Every line of a stripped name goes, whatever its case; a longer name
+        // that merely starts with one stays.
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET / HTTP/1.1\r\nHost: h\r\nX-Keep: 1\r\nX-Api-Key-Id: 7\r\n\
+             X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\nVia: 1.1 corelay\r\n\r\n"
+        );
+        // An empty list forwards the credentials as received.
+        let out = forward(buf);
+        assert!(out.contains("\r\nauthorization: Basic dTpw\r\n"), "{out}");
+        assert!(out.contains("\r\nAuthorization: Bearer t\r\n"), "{out}");
+        assert!(out.contains("\r\nX-API-KEY: k1\r\n"), "{out}");
     }
 
     #[test]

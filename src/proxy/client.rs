@@ -32,6 +32,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer_addr: SocketAddr) {
         proto: "http",
         via: super::VIA,
         default_host: &shard.default_host,
+        strip: &[],
     };
     let accepted = Instant::now();
     let mut first = true;

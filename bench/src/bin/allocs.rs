@@ -122,8 +122,13 @@ fn main() {
     .collect();
     args.extend(extra);
     let config = match corelay::config::parse_args(args.clone()) {
-        Ok(c) => c,
-        Err(Ok(t)) | Err(Err(t)) => {
+        Ok(corelay::config::Action::Run(c)) => *c,
+        Ok(_) => {
+            eprintln!("allocs: unexpected arguments {args:?}");
+            origin.kill().ok();
+            std::process::exit(2);
+        }
+        Err(t) => {
             eprintln!("allocs: {t}");
             origin.kill().ok();
             std::process::exit(2);

@@ -1,0 +1,397 @@
+//! The TOML config file: every command-line flag as a top-level key, plus backend groups and
+//! routes, which only the file can express.
+//!
+//! Flag keys are checked by turning them into the flags they stand for and running them
+//! through the same parser as the command line, so a key and its flag accept exactly the same
+//! values; the command line is then appended, so a flag given there wins. Every error names
+//! the file, the line and the key (`corelay.toml:12: key 'listen': ...`).
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::config::{Group, Policy, RouteConfig};
+use crate::route::{HostMatch, Rewrite};
+
+/// Declares the top-level keys that mirror command-line flags (key `a_b` is flag `--a-b`).
+macro_rules! flag_keys {
+    ($($key:ident),* $(,)?) => {
+        #[derive(Deserialize, Default)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            $( #[serde(default)] $key: Option<Spanned<toml::Value>>, )*
+            #[serde(default)]
+            backends: Option<Spanned<Vec<Spanned<String>>>>,
+            #[serde(default)]
+            groups: BTreeMap<String, Spanned<RawGroup>>,
+            #[serde(default)]
+            routes: Vec<Spanned<RawRoute>>,
+        }
+
+        impl Raw {
+            fn flag_values(&self) -> Vec<(&'static str, &Spanned<toml::Value>)> {
+                let mut v = Vec::new();
+                $( if let Some(x) = &self.$key { v.push((stringify!($key), x)); } )*
+                v
+            }
+        }
+    };
+}
+
+flag_keys!(
+    listen,
+    cores,
+    cpus,
+    backlog,
+    buffer_size,
+    buffer_ring_size,
+    max_buffers_per_transfer,
+    relay,
+    relay_copy_below,
+    max_header_bytes,
+    max_headers,
+    max_target_len,
+    client_header_timeout,
+    client_keepalive_timeout,
+    client_body_timeout,
+    send_timeout,
+    backend_connect_timeout,
+    backend_response_timeout,
+    backend_idle_timeout,
+    backend_max_idle,
+    backend_retry_backoff,
+    drain_timeout,
+    metrics_listen,
+    proxy_protocol,
+    access_log,
+    access_log_format,
+    max_requests_per_core,
+    queue_size,
+    queue_timeout,
+    max_connections_per_core,
+    max_connections_per_client,
+    client_max_body_size,
+);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroup {
+    backends: Vec<Spanned<String>>,
+    #[serde(default)]
+    balance: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    #[serde(default)]
+    host: Option<Spanned<String>>,
+    #[serde(default)]
+    path: Option<Spanned<String>>,
+    group: Spanned<String>,
+    #[serde(default)]
+    strip_prefix: bool,
+    #[serde(default)]
+    replace_prefix: Option<Spanned<String>>,
+    #[serde(default)]
+    auth: Option<Spanned<AuthSpec>>,
+    #[serde(default)]
+    keep_credentials: bool,
+}
+
+/// A route's authorization, as written in the file.
+#[derive(Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AuthSpec {
+    None,
+    /// `Authorization: Bearer <token>`.
+    Bearer {
+        tokens: Vec<String>,
+        #[serde(default)]
+        realm: Option<String>,
+    },
+    /// A key in a header of its own, e.g. `X-Api-Key`.
+    ApiKey { header: String, keys: Vec<String> },
+    /// `Authorization: Basic`; passwords as stored by `corelay hash-password`.
+    Basic {
+        #[serde(default)]
+        realm: Option<String>,
+        users: BTreeMap<String, String>,
+    },
+}
+
+/// What the file contributes beyond flags.
+pub struct FileConfig {
+    pub path: PathBuf,
+    /// `--key value` arguments, to be parsed before the command line's.
+    pub flag_args: Vec<OsString>,
+    /// The default group's backends (`backends = [...]`).
+    pub backends: Vec<SocketAddr>,
+    pub groups: Vec<Group>,
+    pub routes: Vec<RouteConfig>,
+}
+
+/// Reads and validates `path`. Errors are one line each: `path:line: key 'k': message`.
+pub fn load(path: &Path) -> Result<FileConfig, Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![format!("{}: cannot read: {e}", path.display())])?;
+    parse(path, &text)
+}
+
+pub fn parse(path: &Path, text: &str) -> Result<FileConfig, Vec<String>> {
+    let at = |span: std::ops::Range<usize>| format!("{}:{}", path.display(), line_of(text, span.start));
+    let raw: Raw = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(1);
+        vec![format!(
+            "{}:{line}: {}",
+            path.display(),
+            e.message().replace('\n', " ")
+        )]
+    })?;
+    let mut errors = Vec::new();
+
+    let mut flag_args = Vec::new();
+    for (key, value) in raw.flag_values() {
+        let flag = format!("--{}", key.replace('_', "-"));
+        let one: Vec<OsString> = match value.get_ref() {
+            toml::Value::Boolean(true) => vec![flag.clone().into()],
+            toml::Value::Boolean(false) => vec![],
+            toml::Value::String(s) => vec![flag.clone().into(), s.into()],
+            toml::Value::Integer(i) => vec![flag.clone().into(), i.to_string().into()],
+            _ => {
+                errors.push(format!(
+                    "{}: key '{key}': expected a string, a number or true/false",
+                    at(value.span())
+                ));
+                continue;
+            }
+        };
+        if let Err(e) = crate::config::check_flag(&one) {
+            errors.push(format!("{}: key '{key}': {e}", at(value.span())));
+        }
+        flag_args.extend(one);
+    }
+
+    let resolve = |key: &str, a: &Spanned<String>, errors: &mut Vec<String>| {
+        match crate::config::resolve_one(key, a.get_ref()) {
+            Ok(addr) => Some(addr),
+            Err(e) => {
+                errors.push(format!("{}: key '{key}': {e}", at(a.span())));
+                None
+            }
+        }
+    };
+    let backends: Vec<SocketAddr> = raw
+        .backends
+        .iter()
+        .flat_map(|b| b.get_ref().iter())
+        .filter_map(|a| resolve("backends", a, &mut errors))
+        .collect();
+
+    let mut groups = Vec::new();
+    if !backends.is_empty() {
+        groups.push(Group {
+            name: "default".into(),
+            backends: backends.clone(),
+            policy: Policy::RoundRobin,
+        });
+    }
+    for (name, g) in &raw.groups {
+        if name == "default" && !backends.is_empty() {
+            errors.push(format!(
+                "{}: group 'default': already defined by the top-level 'backends' key",
+                at(g.span())
+            ));
+            continue;
+        }
+        let g_ref = g.get_ref();
+        let addrs: Vec<SocketAddr> = g_ref
+            .backends
+            .iter()
+            .filter_map(|a| resolve("backends", a, &mut errors))
+            .collect();
+        if g_ref.backends.is_empty() {
+            errors.push(format!("{}: group '{name}': 'backends' is empty", at(g.span())));
+        }
+        let policy = match g_ref.balance.as_ref().map(|b| (b.get_ref().as_str(), b.span())) {
+            None | Some(("round_robin", _)) => Policy::RoundRobin,
+            Some(("least_requests", _)) => Policy::LeastRequests,
+            Some((other, span)) => {
+                errors.push(format!(
+                    "{}: key 'balance': unknown policy '{other}' (use round_robin or least_requests)",
+                    at(span)
+                ));
+                Policy::RoundRobin
+            }
+        };
+        groups.push(Group {
+            name: name.clone(),
+            backends: addrs,
+            policy,
+        });
+    }
+
+    let mut routes = Vec::new();
+    for r in &raw.routes {
+        let rr = r.get_ref();
+        let Some(group) = groups.iter().position(|g| g.name == *rr.group.get_ref()) else {
+            errors.push(format!(
+                "{}: key 'group': no group named '{}'",
+                at(rr.group.span()),
+                rr.group.get_ref()
+            ));
+            continue;
+        };
+        let host = match &rr.host {
+            None => HostMatch::Any,
+            Some(h) => match HostMatch::parse(h.get_ref()) {
+                Ok(m) => m,
+                Err(e) => {
+                    errors.push(format!("{}: key 'host': {e}", at(h.span())));
+                    continue;
+                }
+            },
+        };
+        let prefix = match &rr.path {
+            None => "/".to_string(),
+            Some(p) if p.get_ref().starts_with('/') => p.get_ref().clone(),
+            Some(p) => {
+                errors.push(format!(
+                    "{}: key 'path': '{}' must start with '/'",
+                    at(p.span()),
+                    p.get_ref()
+                ));
+                continue;
+            }
+        };
+        let rewrite = match (&rr.replace_prefix, rr.strip_prefix) {
+            (Some(p), true) => {
+                errors.push(format!(
+                    "{}: key 'replace_prefix': use either strip_prefix or replace_prefix",
+                    at(p.span())
+                ));
+                continue;
+            }
+            (Some(p), false) if !p.get_ref().starts_with('/') => {
+                errors.push(format!(
+                    "{}: key 'replace_prefix': '{}' must start with '/'",
+                    at(p.span()),
+                    p.get_ref()
+                ));
+                continue;
+            }
+            (Some(p), false) => Rewrite::Replace(p.get_ref().clone()),
+            (None, true) => Rewrite::Replace(String::new()),
+            (None, false) => Rewrite::Keep,
+        };
+        let auth = rr
+            .auth
+            .as_ref()
+            .map(|a| a.get_ref().clone())
+            .unwrap_or(AuthSpec::None);
+        if let Some(a) = &rr.auth {
+            if let Err(e) = crate::config::check_auth(a.get_ref()) {
+                errors.push(format!("{}: key 'auth': {e}", at(a.span())));
+            }
+        }
+        routes.push(RouteConfig {
+            host,
+            prefix,
+            rewrite,
+            group,
+            auth,
+            keep_credentials: rr.keep_credentials,
+        });
+    }
+    if !raw.routes.is_empty() && routes.is_empty() && errors.is_empty() {
+        errors.push(format!("{}: no usable route", path.display()));
+    }
+    if errors.is_empty() {
+        Ok(FileConfig {
+            path: path.to_path_buf(),
+            flag_args,
+            backends,
+            groups,
+            routes,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errs(text: &str) -> Vec<String> {
+        match parse(Path::new("t.toml"), text) {
+            Ok(_) => panic!("expected errors for:\n{text}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn flags_groups_and_routes() {
+        let f = parse(
+            Path::new("t.toml"),
+            r#"
+listen = "127.0.0.1:8080"
+cores = 1
+proxy_protocol = true
+client_header_timeout = "5s"
+backends = ["127.0.0.1:9000"]
+
+[groups.api]
+backends = ["127.0.0.1:9001", "127.0.0.1:9002"]
+balance = "least_requests"
+
+[[routes]]
+host = "*.example.com"
+path = "/api"
+group = "api"
+strip_prefix = true
+auth = { type = "bearer", tokens = ["t1"] }
+
+[[routes]]
+group = "default"
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let args: Vec<String> = f
+            .flag_args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(args.windows(2).any(|w| w == ["--listen", "127.0.0.1:8080"]));
+        assert!(args.windows(2).any(|w| w == ["--cores", "1"]));
+        assert!(args.contains(&"--proxy-protocol".to_string()));
+        assert_eq!(f.groups.len(), 2);
+        assert_eq!(f.groups[1].policy, Policy::LeastRequests);
+        assert_eq!(f.routes.len(), 2);
+        assert_eq!(f.routes[0].group, 1);
+        assert_eq!(f.routes[0].rewrite, Rewrite::Replace(String::new()));
+        assert!(matches!(f.routes[0].auth, AuthSpec::Bearer { .. }));
+    }
+
+    #[test]
+    fn errors_name_line_and_key() {
+        let e = errs("listen = \"127.0.0.1:1\"\nbogus = 1\n");
+        assert_eq!(e.len(), 1);
+        assert!(e[0].starts_with("t.toml:2:") && e[0].contains("bogus"), "{e:?}");
+        let e = errs("listen = \"nonsense\"\n");
+        assert!(e[0].starts_with("t.toml:1: key 'listen'"), "{e:?}");
+        let e = errs("backends = [\"127.0.0.1:1\"]\n\n[[routes]]\npath = \"/x\"\ngroup = \"nope\"\n");
+        assert!(e[0].starts_with("t.toml:5: key 'group'") && e[0].contains("nope"), "{e:?}");
+        let e = errs("client_header_timeout = \"5x\"\ncores = 0\n");
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e.iter().all(|l| !l.contains('\n')));
+    }
+}
