@@ -11,7 +11,7 @@ use std::ffi::OsString;
 
 use clap::Parser;
 
-use crate::config_file::{self, AuthSpec, FileConfig};
+use crate::config_file::{self, FileConfig};
 
 use crate::http1::{Limits, MAX_HEADERS_LIMIT};
 
@@ -274,7 +274,7 @@ pub struct RouteConfig {
     pub prefix: String,
     pub rewrite: crate::route::Rewrite,
     pub group: usize,
-    pub auth: crate::config_file::AuthSpec,
+    pub auth: crate::auth::AuthConfig,
     /// Forward the credential header to the backend (it is stripped by default).
     pub keep_credentials: bool,
 }
@@ -464,7 +464,10 @@ where
         Some(path) => {
             let file = config_file::load(&path).map_err(|errors| {
                 let more = if errors.len() > 1 {
-                    format!(" (and {} more; run `corelay check --config FILE`)", errors.len() - 1)
+                    format!(
+                        " (and {} more; run `corelay check --config FILE`)",
+                        errors.len() - 1
+                    )
                 } else {
                     String::new()
                 };
@@ -527,19 +530,6 @@ pub(crate) fn check_flag(flag: &[OsString]) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks a route's authorization settings (the auth module validates stored hashes when
-/// the shards start; this catches what a file can get wrong on its face).
-pub(crate) fn check_auth(spec: &AuthSpec) -> Result<(), String> {
-    match spec {
-        AuthSpec::None => Ok(()),
-        AuthSpec::Bearer { tokens, .. } if tokens.is_empty() => Err("bearer: 'tokens' is empty".into()),
-        AuthSpec::ApiKey { keys, .. } if keys.is_empty() => Err("api_key: 'keys' is empty".into()),
-        AuthSpec::ApiKey { header, .. } if header.is_empty() => Err("api_key: 'header' is empty".into()),
-        AuthSpec::Basic { users, .. } if users.is_empty() => Err("basic: 'users' is empty".into()),
-        _ => Ok(()),
-    }
-}
-
 /// The backend groups and routes: from the file, or the command line's `--backend` list as
 /// the `default` group behind one catch-all route. `--backend` on the command line replaces
 /// the file's top-level `backends`.
@@ -583,7 +573,7 @@ fn groups_and_routes(
             prefix: "/".into(),
             rewrite: crate::route::Rewrite::Keep,
             group: default,
-            auth: AuthSpec::None,
+            auth: crate::auth::AuthConfig::None,
             keep_credentials: false,
         });
     }

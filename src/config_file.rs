@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::auth::{AuthConfig, Authorizer, DEFAULT_REALM};
 use crate::config::{Group, Policy, RouteConfig};
 use crate::route::{HostMatch, Rewrite};
 
@@ -103,8 +104,9 @@ struct RawRoute {
     keep_credentials: bool,
 }
 
-/// A route's authorization, as written in the file.
-#[derive(Deserialize, Clone, Debug, PartialEq, Eq)]
+/// A route's authorization, as written in the file. No `Debug`: it holds secrets; it is
+/// turned into an [`AuthConfig`], whose `Debug` redacts them.
+#[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AuthSpec {
     None,
@@ -115,13 +117,37 @@ pub enum AuthSpec {
         realm: Option<String>,
     },
     /// A key in a header of its own, e.g. `X-Api-Key`.
-    ApiKey { header: String, keys: Vec<String> },
+    ApiKey {
+        header: String,
+        keys: Vec<String>,
+    },
     /// `Authorization: Basic`; passwords as stored by `corelay hash-password`.
     Basic {
         #[serde(default)]
         realm: Option<String>,
         users: BTreeMap<String, String>,
     },
+}
+
+impl AuthSpec {
+    fn to_config(&self) -> AuthConfig {
+        let realm = |r: &Option<String>| r.clone().unwrap_or_else(|| DEFAULT_REALM.to_string());
+        match self {
+            AuthSpec::None => AuthConfig::None,
+            AuthSpec::Bearer { tokens, realm: r } => AuthConfig::Bearer {
+                realm: realm(r),
+                tokens: tokens.clone(),
+            },
+            AuthSpec::ApiKey { header, keys } => AuthConfig::ApiKey {
+                header: header.clone(),
+                keys: keys.clone(),
+            },
+            AuthSpec::Basic { realm: r, users } => AuthConfig::Basic {
+                realm: realm(r),
+                users: users.iter().map(|(u, h)| (u.clone(), h.clone())).collect(),
+            },
+        }
+    }
 }
 
 /// What the file contributes beyond flags.
@@ -143,7 +169,8 @@ pub fn load(path: &Path) -> Result<FileConfig, Vec<String>> {
 }
 
 pub fn parse(path: &Path, text: &str) -> Result<FileConfig, Vec<String>> {
-    let at = |span: std::ops::Range<usize>| format!("{}:{}", path.display(), line_of(text, span.start));
+    let at =
+        |span: std::ops::Range<usize>| format!("{}:{}", path.display(), line_of(text, span.start));
     let raw: Raw = toml::from_str(text).map_err(|e| {
         let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(1);
         vec![format!(
@@ -215,9 +242,16 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, Vec<String>> {
             .filter_map(|a| resolve("backends", a, &mut errors))
             .collect();
         if g_ref.backends.is_empty() {
-            errors.push(format!("{}: group '{name}': 'backends' is empty", at(g.span())));
+            errors.push(format!(
+                "{}: group '{name}': 'backends' is empty",
+                at(g.span())
+            ));
         }
-        let policy = match g_ref.balance.as_ref().map(|b| (b.get_ref().as_str(), b.span())) {
+        let policy = match g_ref
+            .balance
+            .as_ref()
+            .map(|b| (b.get_ref().as_str(), b.span()))
+        {
             None | Some(("round_robin", _)) => Policy::RoundRobin,
             Some(("least_requests", _)) => Policy::LeastRequests,
             Some((other, span)) => {
@@ -288,16 +322,18 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, Vec<String>> {
             (None, true) => Rewrite::Replace(String::new()),
             (None, false) => Rewrite::Keep,
         };
-        let auth = rr
-            .auth
-            .as_ref()
-            .map(|a| a.get_ref().clone())
-            .unwrap_or(AuthSpec::None);
-        if let Some(a) = &rr.auth {
-            if let Err(e) = crate::config::check_auth(a.get_ref()) {
-                errors.push(format!("{}: key 'auth': {e}", at(a.span())));
+        let auth = match &rr.auth {
+            None => AuthConfig::None,
+            Some(a) => {
+                let auth = a.get_ref().to_config();
+                // Building an authorizer checks tokens, names and stored hashes (cheaply).
+                if let Err(e) = Authorizer::new(&auth, rr.keep_credentials) {
+                    errors.push(format!("{}: key 'auth': {e}", at(a.span())));
+                    continue;
+                }
+                auth
             }
-        }
+        };
         routes.push(RouteConfig {
             host,
             prefix,
@@ -378,18 +414,30 @@ group = "default"
         assert_eq!(f.routes.len(), 2);
         assert_eq!(f.routes[0].group, 1);
         assert_eq!(f.routes[0].rewrite, Rewrite::Replace(String::new()));
-        assert!(matches!(f.routes[0].auth, AuthSpec::Bearer { .. }));
+        assert!(matches!(f.routes[0].auth, AuthConfig::Bearer { .. }));
     }
 
     #[test]
     fn errors_name_line_and_key() {
         let e = errs("listen = \"127.0.0.1:1\"\nbogus = 1\n");
         assert_eq!(e.len(), 1);
-        assert!(e[0].starts_with("t.toml:2:") && e[0].contains("bogus"), "{e:?}");
+        assert!(
+            e[0].starts_with("t.toml:2:") && e[0].contains("bogus"),
+            "{e:?}"
+        );
         let e = errs("listen = \"nonsense\"\n");
         assert!(e[0].starts_with("t.toml:1: key 'listen'"), "{e:?}");
-        let e = errs("backends = [\"127.0.0.1:1\"]\n\n[[routes]]\npath = \"/x\"\ngroup = \"nope\"\n");
-        assert!(e[0].starts_with("t.toml:5: key 'group'") && e[0].contains("nope"), "{e:?}");
+        let e =
+            errs("backends = [\"127.0.0.1:1\"]\n\n[[routes]]\npath = \"/x\"\ngroup = \"nope\"\n");
+        assert!(
+            e[0].starts_with("t.toml:5: key 'group'") && e[0].contains("nope"),
+            "{e:?}"
+        );
+        let e = errs("backends = [\"127.0.0.1:1\"]\n[[routes]]\ngroup = \"default\"\nauth = { type = \"basic\", users = { ann = \"plain\" } }\n");
+        assert!(
+            e[0].starts_with("t.toml:4: key 'auth'") && e[0].contains("ann"),
+            "{e:?}"
+        );
         let e = errs("client_header_timeout = \"5x\"\ncores = 0\n");
         assert_eq!(e.len(), 2, "{e:?}");
         assert!(e.iter().all(|l| !l.contains('\n')));

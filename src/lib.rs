@@ -3,11 +3,13 @@
 //! [`run`] starts the shards for a [`Config`]; the binary (`main.rs`) adds the command line,
 //! start-up messages and signal handling around it, and tests can drive it the same way.
 
+pub mod auth;
 pub mod config;
 pub mod config_file;
 pub mod http1;
 pub mod metrics;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod relay;
 pub mod route;
 

@@ -166,11 +166,17 @@ fn wait_for_signal(set: &libc::sigset_t) {
 /// `corelay hash-password`: one password on stdin, its stored form on stdout.
 fn hash_password() -> ExitCode {
     let mut line = String::new();
-    if std::io::stdin().read_line(&mut line).is_err() || line.trim_end_matches(['\r', '\n']).is_empty() {
-        eprintln!("error: give the password on stdin, e.g. `echo -n secret | corelay hash-password`");
+    if std::io::stdin().read_line(&mut line).is_err()
+        || line.trim_end_matches(['\r', '\n']).is_empty()
+    {
+        eprintln!(
+            "error: give the password on stdin, e.g. `echo -n secret | corelay hash-password`"
+        );
         return ExitCode::from(2);
     }
-    let _ = line;
-    eprintln!("error: hash-password is not wired yet");
-    ExitCode::FAILURE
+    println!(
+        "{}",
+        corelay::auth::hash_password(line.trim_end_matches(['\r', '\n']))
+    );
+    ExitCode::SUCCESS
 }

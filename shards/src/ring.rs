@@ -149,6 +149,8 @@ struct Uring {
     ring: RefCell<IoUring>,
     /// The eventfd registered with the relay ring; handed to the driver task once.
     eventfd: Cell<Option<RawFd>>,
+    /// SQEs pushed but not yet submitted: the next [`BufferRing::flush`] carries them.
+    queued: Cell<bool>,
 }
 
 struct Inner {
@@ -202,7 +204,7 @@ impl BufferRing {
         let inner = Rc::try_unwrap(plain.inner).ok().expect("fresh ring");
         let memory = inner.memory;
         let entries = (count * 4).next_power_of_two().clamp(64, 32768) as u32;
-        let ring = IoUring::builder().build(entries)?;
+        let ring = build_ring(entries)?;
         let mut probe = io_uring::Probe::new();
         ring.submitter().register_probe(&mut probe)?;
         for (code, name) in [
@@ -248,6 +250,7 @@ impl BufferRing {
         let uring = Uring {
             ring: RefCell::new(ring),
             eventfd: Cell::new(Some(efd)),
+            queued: Cell::new(false),
         };
         Ok(BufferRing::assemble(
             memory,
@@ -409,7 +412,9 @@ impl BufferRing {
         // SAFETY: we own efd; the BufferedFile closes it when the driver ends.
         let file = unsafe { glommio::io::BufferedFile::from_raw_fd(efd) };
         loop {
-            self.reap();
+            if let Err(e) = self.flush() {
+                log::warn!("relay ring: submit failed: {e}");
+            }
             match file.read_at(0, 8).await {
                 Ok(_) => {}
                 Err(e) => {
@@ -420,34 +425,92 @@ impl BufferRing {
         }
     }
 
-    /// Pushes SQEs and submits them; on a full submission queue, submits first.
-    fn submit(&self, sqes: &[squeue::Entry]) -> io::Result<()> {
+    /// Queues SQEs without entering the kernel; the next [`BufferRing::flush`] (every wait
+    /// on a result flushes first) submits everything queued in one `io_uring_enter`. On a full
+    /// submission queue, submits what is queued first.
+    fn push(&self, sqes: &[squeue::Entry]) -> io::Result<()> {
         let u = self.inner.uring.as_ref().expect("relay ring present");
-        {
-            let mut ring = u.ring.borrow_mut();
-            // SAFETY (for every push): the buffers and timespecs the SQEs point to live in
-            // `Inner` at stable addresses until their CQEs are reaped.
-            let pushed = unsafe { ring.submission().push_multiple(sqes).is_ok() };
-            if !pushed {
-                ring.submit()?;
-                unsafe { ring.submission().push_multiple(sqes) }
-                    .map_err(|_| io::Error::other("relay ring submission queue full"))?;
-            }
-            loop {
-                match ring.submit() {
-                    Ok(_) => break,
-                    Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                        // The completion queue is full: reap below and let the next submit
-                        // carry these SQEs (they stay in the queue).
-                        break;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
+        let mut ring = u.ring.borrow_mut();
+        // SAFETY (for every push): the buffers and timespecs the SQEs point to live in
+        // `Inner` at stable addresses until their CQEs are reaped.
+        if unsafe { ring.submission().push_multiple(sqes) }.is_err() {
+            enter(&ring)?;
+            unsafe { ring.submission().push_multiple(sqes) }
+                .map_err(|_| io::Error::other("relay ring submission queue full"))?;
         }
-        self.reap();
+        u.queued.set(true);
         Ok(())
+    }
+
+    /// Submits every queued SQE (one `io_uring_enter`, none if nothing is queued and no
+    /// deferred completion work is pending) and reaps the completion queue.
+    pub fn flush(&self) -> io::Result<()> {
+        let Some(u) = &self.inner.uring else {
+            return Ok(());
+        };
+        let res = {
+            let mut ring = u.ring.borrow_mut();
+            if u.queued.get() || ring.submission().taskrun() || ring.submission().cq_overflow() {
+                let r = enter(&ring);
+                if ring.submission().is_empty() {
+                    u.queued.set(false);
+                }
+                r
+            } else {
+                Ok(())
+            }
+        };
+        self.reap();
+        res
+    }
+}
+
+/// Builds the relay ring. Setup flags, measured in docs/relay.md: see [`SETUP`].
+fn build_ring(entries: u32) -> io::Result<IoUring> {
+    let setup = std::env::var("CORELAY_RELAY_SETUP").unwrap_or_default();
+    let mut b = IoUring::builder();
+    b.setup_cqsize(entries * 2);
+    for f in setup.split(',') {
+        match f {
+            "single" => {
+                b.setup_single_issuer();
+            }
+            "coop" => {
+                b.setup_coop_taskrun();
+            }
+            "taskrun" => {
+                b.setup_taskrun_flag();
+            }
+            "defer" => {
+                b.setup_single_issuer()
+                    .setup_defer_taskrun()
+                    .setup_taskrun_flag();
+            }
+            "submitall" => {
+                b.setup_submit_all();
+            }
+            _ => {}
+        }
+    }
+    b.build(entries)
+}
+
+/// One `io_uring_enter` submitting what is queued (and running deferred completion work);
+/// retries `EINTR`. `EBUSY`/`EAGAIN` (completion queue full, no memory) leave the SQEs queued
+/// for the next flush, after the caller reaps.
+fn enter(ring: &IoUring) -> io::Result<()> {
+    loop {
+        match ring.submit() {
+            Ok(_) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(e)
+                if e.raw_os_error() == Some(libc::EBUSY)
+                    || e.raw_os_error() == Some(libc::EAGAIN) =>
+            {
+                return Ok(())
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -648,11 +711,17 @@ impl Buf {
             );
         }
         drop(t);
-        let list: Vec<squeue::Entry> = sqes.into_iter().flatten().collect();
-        if let Err(e) = self.ring.submit(&list) {
-            // Nothing reached the kernel (push failed) or submit failed: mark idle again.
-            // If the SQEs are still queued they would complete later into a Held slot, which
-            // `reap` logs and ignores; the buffer is then returned only on drop of this Buf.
+        let n = sqes.iter().flatten().count();
+        let mut list = [
+            opcode::Nop::new().build(),
+            opcode::Nop::new().build(),
+            opcode::Nop::new().build(),
+        ];
+        for (d, e) in list.iter_mut().zip(sqes.into_iter().flatten()) {
+            *d = e;
+        }
+        if let Err(e) = self.ring.push(&list[..n]) {
+            // Nothing was queued (the queue stayed full even after a submit): idle again.
             self.ring.inner.table.borrow_mut().slots[idx] = Slot::Held;
             return Err(e);
         }
@@ -671,7 +740,23 @@ impl Buf {
                         Some(w) if w.will_wake(cx.waker()) => {}
                         _ => *w = Some(cx.waker().clone()),
                     }
-                    return Poll::Pending;
+                    drop(t);
+                    // Submit what is queued (this op, and whatever else this task started)
+                    // in one enter, and look at the completion queue before sleeping: ops on
+                    // sockets with data or room complete inline.
+                    if let Err(e) = self.ring.flush() {
+                        // The op may still be queued: the slot stays in flight, so dropping
+                        // this Buf orphans it until its CQE (it never reuses the memory early).
+                        return Poll::Ready(-e.raw_os_error().unwrap_or(libc::EIO));
+                    }
+                    let mut t = self.ring.inner.table.borrow_mut();
+                    match t.slots[idx] {
+                        Slot::Done(res) => {
+                            t.slots[idx] = Slot::Held;
+                            res
+                        }
+                        _ => return Poll::Pending,
+                    }
                 }
                 Slot::Done(res) => {
                     let res = *res;
@@ -726,7 +811,7 @@ impl Drop for Buf {
         let cancel = opcode::AsyncCancel::new(idx as u64)
             .build()
             .user_data(TAG_IGNORE);
-        if let Err(e) = self.ring.submit(&[cancel]) {
+        if let Err(e) = self.ring.push(&[cancel]).and_then(|()| self.ring.flush()) {
             log::warn!("relay ring: cancel failed: {e}");
         }
     }

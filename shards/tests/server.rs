@@ -30,6 +30,7 @@ fn config(drain_timeout: Duration) -> ServerConfig {
         cpus: two_cpus(),
         backlog: 128,
         drain_timeout,
+        max_connections: 0,
     }
 }
 
@@ -128,6 +129,40 @@ fn two_shards_echo_count_and_shut_down() {
     assert_eq!(open, 0);
     let err = StdStream::connect(addr).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+}
+
+#[test]
+fn max_connections_pauses_accepting_until_one_closes() {
+    let mut cfg = config(Duration::from_secs(5));
+    cfg.cpus.truncate(1);
+    cfg.max_connections = 2;
+    let server = Server::start(cfg, echo_handler).unwrap();
+    let addr = server.local_addr();
+    let echo_once = |s: &mut StdStream| {
+        s.write_all(b"x").unwrap();
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).unwrap();
+    };
+    let mut a = connect(addr);
+    let mut b = connect(addr);
+    echo_once(&mut a);
+    echo_once(&mut b);
+    // The third connection completes in the kernel's backlog but is not accepted.
+    let mut c = connect(addr);
+    c.write_all(b"y").unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(
+        c.read(&mut [0u8; 1]).is_err(),
+        "served past max_connections"
+    );
+    assert_eq!(totals(&server).connections_accepted, 2);
+    drop(a);
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut back = [0u8; 1];
+    c.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"y");
+    assert_eq!(totals(&server).connections_accepted, 3);
 }
 
 #[test]

@@ -102,10 +102,10 @@ pub enum Destination {
 }
 
 impl Destination {
-    /// `off`, `stderr`, or else a file path.
+    /// `off` (or empty), `stderr`, or else a file path.
     pub fn parse(s: &str) -> Destination {
         match s {
-            "off" => Destination::Off,
+            "off" | "" => Destination::Off,
             "stderr" => Destination::Stderr,
             path => Destination::File(PathBuf::from(path)),
         }
@@ -157,7 +157,6 @@ struct ShardCounters {
 }
 
 /// What the shards, the writer and the [`Sink`] share: counters only.
-#[derive(Default)]
 struct Shared {
     shards: Box<[ShardCounters]>,
     /// Successful write(2) batches, for tests and diagnostics.
@@ -447,6 +446,10 @@ impl Inner {
             // tried again on the next line or tick.
             if !self.try_hand_off(state) {
                 return false;
+            }
+            // The writer is gone: `try_hand_off` kept the emptied buffer (which fits any line).
+            if state.current.is_some() {
+                return true;
             }
         }
         let link = self.link.as_ref().expect("only called when enabled");

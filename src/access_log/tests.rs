@@ -41,7 +41,13 @@ impl Harness {
         self.log.0.state.borrow().lines
     }
     fn current_len(&self) -> usize {
-        self.log.0.state.borrow().current.as_ref().map_or(0, Vec::len)
+        self.log
+            .0
+            .state
+            .borrow()
+            .current
+            .as_ref()
+            .map_or(0, Vec::len)
     }
     fn allocated(&self) -> usize {
         self.log.0.state.borrow().allocated
@@ -72,7 +78,10 @@ fn lines_are_batched_until_the_buffer_is_full() {
 
     for i in 0..per_buffer {
         h.log.log(&e);
-        assert!(h.rx.try_recv().is_err(), "nothing is sent before the buffer is full ({i})");
+        assert!(
+            h.rx.try_recv().is_err(),
+            "nothing is sent before the buffer is full ({i})"
+        );
     }
     assert_eq!(h.current_lines(), per_buffer as u64);
     assert_eq!(h.current_len(), per_buffer * want.len());
@@ -201,14 +210,17 @@ fn a_full_queue_keeps_the_current_buffer_and_drops_new_lines() {
     let h = harness(Format::Json, 1);
     let e = bare_entry();
     let want = line(Format::Json, &e);
-    let per_buffer =
-        lines_per_buffer(want.len(), format::max_line_len(Format::Json, &e)) as u64;
+    let per_buffer = lines_per_buffer(want.len(), format::max_line_len(Format::Json, &e)) as u64;
     let total = 3 * per_buffer;
     for _ in 0..total {
         h.log.log(&e);
     }
     assert_eq!(h.allocated(), 2);
-    assert_eq!(h.current_lines(), per_buffer, "the second buffer is kept, full");
+    assert_eq!(
+        h.current_lines(),
+        per_buffer,
+        "the second buffer is kept, full"
+    );
     assert_eq!(h.log.dropped(), total - 2 * per_buffer);
     let first = h.rx.try_recv().unwrap();
     check_batch(&first, &want);
@@ -277,7 +289,10 @@ fn final_flush_gives_up_on_a_stuck_writer() {
     let start = Instant::now();
     h.log.flush();
     let waited = start.elapsed();
-    assert!(waited >= FINAL_FLUSH_WAIT && waited < FINAL_FLUSH_WAIT * 3, "{waited:?}");
+    assert!(
+        waited >= FINAL_FLUSH_WAIT && waited < FINAL_FLUSH_WAIT * 3,
+        "{waited:?}"
+    );
     assert_eq!(h.log.dropped(), 10);
     assert_eq!(h.current_lines(), 0);
     // The queued buffer is intact.
@@ -325,29 +340,33 @@ fn file_sink_batches_writes() {
     let sink = Sink::open(&Destination::File(path.clone()), Format::Combined, 1).unwrap();
     let e = example_entry();
     let want = line(Format::Combined, &e);
+    let per_buffer = lines_per_buffer(want.len(), format::max_line_len(Format::Combined, &e));
     const LINES: usize = 20_000;
     let writer = sink.shard_logger(0);
-    std::thread::spawn(move || {
-        let log = ShardLog::new(writer);
-        for i in 0..LINES {
-            log.log(&e);
-            // Leave the writer time now and then, so that no line is dropped even on a
-            // loaded machine (4 buffers hold ~1,000 lines).
-            if i % 200 == 0 {
-                std::thread::sleep(Duration::from_millis(1));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let log = ShardLog::new(writer);
+            for i in 0..LINES {
+                log.log(&e);
+                // Line `k * per_buffer` is the one that hands buffer k over. Waiting for its
+                // write keeps this test about batching: on a loaded machine the shard could
+                // otherwise outrun the writer and (correctly) drop lines.
+                if i > 0 && i % per_buffer == 0 {
+                    let handed = (i / per_buffer) as u64;
+                    while sink.writes() < handed {
+                        std::thread::sleep(Duration::from_micros(100));
+                    }
+                }
             }
-        }
-        log.flush();
-    })
-    .join()
-    .unwrap();
+            log.flush();
+        });
+    });
     sink.finish();
     assert_eq!(sink.dropped(), 0);
     let lines = read_lines(&path);
     assert_eq!(lines.len(), LINES);
     assert!(lines.iter().all(|l| *l == want));
     // One write(2) per full buffer, plus the final partial one.
-    let per_buffer = lines_per_buffer(want.len(), format::max_line_len(Format::Combined, &e));
     let writes = sink.writes();
     assert_eq!(writes as usize, LINES.div_ceil(per_buffer), "{writes}");
     assert!(writes < (LINES / 100) as u64);
@@ -476,6 +495,7 @@ fn parse_settings() {
     assert_eq!("json".parse(), Ok(Format::Json));
     assert!("JSON".parse::<Format>().unwrap_err().contains("\"JSON\""));
     assert_eq!(Destination::parse("off"), Destination::Off);
+    assert_eq!(Destination::parse(""), Destination::Off);
     assert_eq!(Destination::parse("stderr"), Destination::Stderr);
     assert_eq!(
         Destination::parse("/var/log/corelay/access.log"),

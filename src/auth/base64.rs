@@ -140,7 +140,7 @@ mod tests {
             "Zm9=",     // non-canonical "fo"
             "Zm9v Yg==",
             "Zm9v\tYg=",
-            "Zm9-",     // URL-safe alphabet
+            "Zm9-", // URL-safe alphabet
             "Zm9_",
             "Zm9\u{e9}",
             "Zm9v\0\0\0\0",

@@ -66,9 +66,24 @@ const RESPONSE_REWRITTEN: &[&str] = &["transfer-encoding", "content-length", "vi
 /// `Max-Forwards: 0` should not be forwarded at all (`answer_locally`), and if
 /// it is, it keeps 0.
 pub fn encode_request(buf: &[u8], head: &RequestHead, info: &ForwardInfo, out: &mut Vec<u8>) {
+    encode_request_to(buf, head, None, info, out)
+}
+
+/// [`encode_request`] with the request-target replaced by `target` (a route's rewritten or
+/// normalised path), when given.
+pub fn encode_request_to(
+    buf: &[u8],
+    head: &RequestHead,
+    target: Option<&[u8]>,
+    info: &ForwardInfo,
+    out: &mut Vec<u8>,
+) {
     out.extend_from_slice(head.method_span.get(buf));
     out.push(b' ');
-    head.write_target(buf, out);
+    match target {
+        Some(t) => out.extend_from_slice(t),
+        None => head.write_target(buf, out),
+    }
     out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
     match head.host {
         Some(h) => out.extend_from_slice(h.get(buf)),

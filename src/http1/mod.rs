@@ -29,7 +29,7 @@ pub use chunked::{
     MAX_CHUNK_LINE, MAX_TRAILER_BYTES,
 };
 pub use date::{http_date_now, imf_fixdate, IMF_FIXDATE_LEN};
-pub use encode::{encode_request, encode_response, ForwardInfo, OutFraming};
+pub use encode::{encode_request, encode_request_to, encode_response, ForwardInfo, OutFraming};
 pub use limits::{
     Limits, DEFAULT_MAX_HEADERS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_TARGET_LEN,
     MAX_CONTENT_LENGTH, MAX_HEADERS_LIMIT,
@@ -38,6 +38,6 @@ pub use local::{encode_options_response, encode_trace_response};
 pub use request::{parse_request, Method, RequestBody, RequestError, RequestHead, Version};
 pub use response::{parse_response, ResponseBody, ResponseError, ResponseHead};
 pub use span::{HeaderSpan, Span};
-pub use status::{error_response, reason_phrase, CONTINUE_100};
+pub use status::{error_response, error_response_with, reason_phrase, CONTINUE_100};
 pub use target::TargetPrefix;
 pub use version::normalize_request_version;

@@ -73,6 +73,18 @@ pub fn reason_phrase(status: u16) -> &'static str {
 /// Date is always sent: the proxy is the origin of this response and has a
 /// clock (RFC 9110 §6.6.1 requires it for 2xx-4xx, allows it for 5xx).
 pub fn error_response(status: u16, close: bool, head_request: bool, out: &mut Vec<u8>) {
+    error_response_with(status, close, head_request, b"", out)
+}
+
+/// [`error_response`] with extra header lines (each ending in CRLF), such as
+/// `WWW-Authenticate` for 401 or `Retry-After` for 503.
+pub fn error_response_with(
+    status: u16,
+    close: bool,
+    head_request: bool,
+    extra: &[u8],
+    out: &mut Vec<u8>,
+) {
     let reason = reason_phrase(status);
     // "<status> <reason>\n", or "<status>\n" for a code without a phrase.
     let body_len = decimal_len(status) + usize::from(!reason.is_empty()) + reason.len() + 1;
@@ -82,6 +94,7 @@ pub fn error_response(status: u16, close: bool, head_request: bool, out: &mut Ve
         "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {body_len}\r\n"
     );
     write_date_field(out);
+    out.extend_from_slice(extra);
     if close {
         out.extend_from_slice(b"Connection: close\r\n");
     }

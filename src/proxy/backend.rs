@@ -6,39 +6,55 @@ use std::time::Instant;
 
 use glommio::net::TcpStream;
 
+use super::balancer::InFlight;
 use super::error::{ErrorKind, ProxyError};
 use super::peer::Peer;
-use super::Shard;
+use super::{GroupState, Shard};
 
 /// A connection to one backend, with where it came from.
-pub struct BackendConn {
+pub struct BackendConn<'s> {
     pub peer: Peer,
+    pub group: &'s GroupState,
     pub backend: usize,
     /// Taken from the keep-alive pool (and so possibly closed by the backend meanwhile).
     pub reused: bool,
+    /// Counts the request against this backend (for `least_requests`) while it lives.
+    _in_flight: InFlight<'s>,
+}
+
+impl BackendConn<'_> {
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.group.balancer.addr(self.backend)
+    }
 }
 
 /// Tries the balancer's plan in order. `fresh` skips the pool (used for the one retry after a
 /// reused connection turned out to be dead).
-pub async fn connect(shard: &Shard, fresh: bool) -> Result<BackendConn, ProxyError> {
+pub async fn connect<'s>(
+    shard: &'s Shard,
+    group: &'s GroupState,
+    fresh: bool,
+) -> Result<BackendConn<'s>, ProxyError> {
     let cfg = &shard.config;
     let now = Instant::now();
     let mut last_err: Option<io::Error> = None;
-    for backend in shard.balancer.plan(now) {
+    for backend in group.balancer.plan(now) {
         if !fresh {
-            if let Some(peer) = shard.pool.take(backend, now) {
+            if let Some(peer) = group.pool.take(backend, now) {
                 shard.stats.inc(&shard.stats.backend_reuses);
                 return Ok(BackendConn {
                     peer,
+                    group,
                     backend,
                     reused: true,
+                    _in_flight: group.balancer.start(backend),
                 });
             }
         }
-        let addr = shard.balancer.addr(backend);
+        let addr = group.balancer.addr(backend);
         match TcpStream::connect_timeout(addr, cfg.backend_connect_timeout).await {
             Ok(stream) => {
-                shard.balancer.mark_up(backend);
+                group.balancer.mark_up(backend);
                 shard.stats.inc(&shard.stats.backend_connects);
                 // Errors here only mean the socket is already broken; the first read or write
                 // reports that properly.
@@ -47,15 +63,17 @@ pub async fn connect(shard: &Shard, fresh: bool) -> Result<BackendConn, ProxyErr
                 let _ = stream.set_write_timeout(Some(cfg.backend_response_timeout));
                 return Ok(BackendConn {
                     peer: Peer::new(stream, shard.head_buffer_max, shard.head_buffers.clone()),
+                    group,
                     backend,
                     reused: false,
+                    _in_flight: group.balancer.start(backend),
                 });
             }
             Err(e) => {
                 let e = io::Error::from(e);
                 log::warn!("backend {addr}: connect failed: {e}");
                 shard.stats.inc(&shard.stats.backend_connect_errors);
-                shard.balancer.mark_down(backend, Instant::now());
+                group.balancer.mark_down(backend, Instant::now());
                 last_err = Some(e);
             }
         }

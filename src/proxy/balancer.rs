@@ -1,28 +1,53 @@
-//! Round-robin over the backend list, skipping backends that recently refused connections.
+//! Spreading a group's requests over its backends: round-robin, or fewest requests in
+//! flight; backends that recently refused connections are tried last.
 //!
-//! Each shard has its own balancer, so the rotation and the back-off state need no
-//! synchronisation; with N shards each backend still gets an even share overall.
+//! Each shard has its own balancer per group, so the rotation, the in-flight counts and the
+//! back-off state need no synchronisation; with N shards each backend still gets an even
+//! share overall (`least_requests` counts this shard's requests only).
 
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::config::Policy;
+
 pub struct Balancer {
     backends: Vec<SocketAddr>,
     down_until: Vec<Cell<Option<Instant>>>,
+    in_flight: Vec<Cell<usize>>,
     next: Cell<usize>,
     backoff: Duration,
+    policy: Policy,
+}
+
+/// Counts one request in flight on a backend until dropped.
+pub struct InFlight<'a>(&'a Cell<usize>);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
 }
 
 impl Balancer {
-    pub fn new(backends: Vec<SocketAddr>, backoff: Duration) -> Balancer {
+    pub fn new(backends: Vec<SocketAddr>, backoff: Duration, policy: Policy) -> Balancer {
         let down_until = backends.iter().map(|_| Cell::new(None)).collect();
+        let in_flight = backends.iter().map(|_| Cell::new(0)).collect();
         Balancer {
             backends,
             down_until,
+            in_flight,
             next: Cell::new(0),
             backoff,
+            policy,
         }
+    }
+
+    /// Marks a request as in flight on `index` for as long as the guard lives.
+    pub fn start(&self, index: usize) -> InFlight<'_> {
+        let c = &self.in_flight[index];
+        c.set(c.get() + 1);
+        InFlight(c)
     }
 
     pub fn len(&self) -> usize {
@@ -43,6 +68,7 @@ impl Balancer {
         let mut order = [usize::MAX; MAX_PLAN];
         let mut len = 0;
         for pass_down in [false, true] {
+            let start = len;
             for i in 0..n.min(MAX_PLAN) {
                 let idx = (first + i) % n;
                 let down = self.down_until[idx].get().is_some_and(|t| t > now);
@@ -50,6 +76,10 @@ impl Balancer {
                     order[len] = idx;
                     len += 1;
                 }
+            }
+            if self.policy == Policy::LeastRequests {
+                // Stable: among equals, the rotation order decides.
+                order[start..len].sort_by_key(|&i| self.in_flight[i].get());
             }
         }
         Plan { order, len, pos: 0 }
@@ -101,7 +131,7 @@ mod tests {
 
     #[test]
     fn rotates_evenly() {
-        let b = Balancer::new(addrs(3), Duration::from_secs(1));
+        let b = Balancer::new(addrs(3), Duration::from_secs(1), Policy::RoundRobin);
         let now = Instant::now();
         let firsts: Vec<usize> = (0..6).map(|_| b.plan(now).next().unwrap()).collect();
         assert_eq!(firsts, vec![0, 1, 2, 0, 1, 2]);
@@ -109,8 +139,22 @@ mod tests {
     }
 
     #[test]
+    fn least_requests_prefers_the_idlest() {
+        let b = Balancer::new(addrs(3), Duration::from_secs(1), Policy::LeastRequests);
+        let now = Instant::now();
+        let _a = b.start(0);
+        let _b = b.start(0);
+        let c = b.start(1);
+        assert_eq!(b.plan(now).collect::<Vec<_>>(), vec![2, 1, 0]);
+        drop(c);
+        let first = b.plan(now).next().unwrap();
+        assert!(first == 1 || first == 2);
+        assert_eq!(b.plan(now).last(), Some(0));
+    }
+
+    #[test]
     fn down_backends_go_last_until_backoff_ends() {
-        let b = Balancer::new(addrs(2), Duration::from_secs(1));
+        let b = Balancer::new(addrs(2), Duration::from_secs(1), Policy::RoundRobin);
         let now = Instant::now();
         b.mark_down(0, now);
         assert_eq!(b.plan(now).collect::<Vec<_>>(), vec![1, 0]);

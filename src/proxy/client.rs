@@ -19,7 +19,8 @@ use super::exchange::{answer_locally, exchange, Next};
 use super::peer::Peer;
 use super::{Scratch, Shard};
 use crate::http1::{
-    error_response, normalize_request_version, parse_request, ForwardInfo, Method, RequestError,
+    error_response_with, normalize_request_version, parse_request, ForwardInfo, Method,
+    RequestError,
 };
 
 /// Serves one client connection until it closes, fails, times out or the shard drains.
@@ -68,7 +69,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer_addr: SocketAddr) {
                     // failed request once its request line was parsed; before that,
                     // parse_request cleared it and the method is not Head.
                     let head_request = s.req.method == Method::Head;
-                    error_response(status, true, head_request, &mut s.out);
+                    s.norm.clear();
+                    e.extra_headers(&mut s.norm);
+                    error_response_with(status, true, head_request, &s.norm, &mut s.out);
                     let _ = client.write_all(&s.out).await;
                 }
                 return;

@@ -27,6 +27,18 @@ pub enum ErrorKind {
     ClientIo(io::Error),
     /// The client closed before sending the whole body it announced.
     ClientEof,
+    /// No route matches the request's host and path.
+    NoRoute,
+    /// The announced body is larger than `client_max_body_size`.
+    BodyTooLarge,
+    /// The client address holds too many connections on this core.
+    TooManyConnections,
+    /// No credential for a route that requires one; carries the challenge to send.
+    Unauthorized(Option<std::rc::Rc<str>>),
+    /// A credential that is not accepted.
+    Forbidden,
+    /// The shard is at `max_requests_per_core` and the queue is full or timed out.
+    Overloaded,
     /// No backend accepted a connection.
     Connect(io::Error),
     /// Connecting to every backend tried timed out.
@@ -68,7 +80,13 @@ impl ProxyError {
             | ErrorKind::BadRequestBody(_)
             | ErrorKind::HeaderTimeout
             | ErrorKind::ClientIo(_)
-            | ErrorKind::ClientEof => Side::Client,
+            | ErrorKind::ClientEof
+            | ErrorKind::NoRoute
+            | ErrorKind::BodyTooLarge
+            | ErrorKind::TooManyConnections
+            | ErrorKind::Unauthorized(_)
+            | ErrorKind::Forbidden
+            | ErrorKind::Overloaded => Side::Client,
             ErrorKind::Connect(_)
             | ErrorKind::ConnectTimeout
             | ErrorKind::BackendTimeout
@@ -90,6 +108,12 @@ impl ProxyError {
             ErrorKind::BadRequestBody(_) => 400,
             ErrorKind::HeaderTimeout => 408,
             ErrorKind::ClientIo(_) | ErrorKind::ClientEof => return None,
+            ErrorKind::NoRoute => 404,
+            ErrorKind::BodyTooLarge => 413,
+            ErrorKind::TooManyConnections => 429,
+            ErrorKind::Unauthorized(_) => 401,
+            ErrorKind::Forbidden => 403,
+            ErrorKind::Overloaded => 503,
             ErrorKind::ConnectTimeout | ErrorKind::BackendTimeout => 504,
             ErrorKind::Connect(_)
             | ErrorKind::BackendClosed
@@ -97,6 +121,21 @@ impl ProxyError {
             | ErrorKind::BadResponse(_)
             | ErrorKind::BadResponseBody(_) => 502,
         })
+    }
+
+    /// Header lines the error response must carry besides the usual ones.
+    pub fn extra_headers(&self, out: &mut Vec<u8>) {
+        match &self.kind {
+            ErrorKind::Unauthorized(Some(challenge)) => {
+                out.extend_from_slice(b"WWW-Authenticate: ");
+                out.extend_from_slice(challenge.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            // The queue frees up within about a second under a burst; clients that honour
+            // this spread their retries instead of hammering.
+            ErrorKind::Overloaded => out.extend_from_slice(b"Retry-After: 1\r\n"),
+            _ => {}
+        }
     }
 
     /// Classifies an I/O error on the backend socket.

@@ -14,11 +14,14 @@ use super::body::{transfer, BodyError, BodyIn, Outbox, SourceError};
 use super::error::{ErrorKind, ProxyError};
 use super::peer::Peer;
 use super::{Scratch, Shard};
+use crate::auth::Decision;
 use crate::http1::{
-    encode_options_response, encode_request, encode_response, encode_trace_response,
-    parse_response, ForwardInfo, Method, OutFraming, RequestBody, ResponseBody, ResponseError,
-    Version, CONTINUE_100,
+    encode_options_response, encode_request_to, encode_response, encode_trace_response,
+    parse_response, ForwardInfo, Method, OutFraming, RequestBody, RequestError, ResponseBody,
+    ResponseError, Version, CONTINUE_100,
 };
+use crate::route;
+use std::rc::Rc;
 
 /// What the client connection does after a successful exchange.
 pub enum Next {
@@ -32,10 +35,75 @@ pub async fn exchange(
     s: &mut Scratch,
     info: &ForwardInfo<'_>,
 ) -> Result<Next, ProxyError> {
+    // Route phase: the normalised target picks the route; it (rewritten by the route) is
+    // also what the backend gets, so backend and route agree on the path.
+    let buf = client.buffered();
+    s.target.clear();
+    s.req.write_target(buf, &mut s.target);
+    s.norm.clear();
+    route::normalize(&s.target, &mut s.norm).map_err(|_| {
+        ProxyError::new(ErrorKind::BadRequest(RequestError::BadRequest(
+            "ambiguous path (dot-segment or bad escape)",
+        )))
+    })?;
+    let host = s.req.host.map(|h| h.get(buf)).unwrap_or(b"");
+    let route = shard
+        .routes
+        .find(host, &s.norm)
+        .map_err(|_| ProxyError::new(ErrorKind::NoRoute))?;
+    let group = &shard.groups[route.group];
+    s.target.clear();
+    route::rewrite_target(route, &s.norm, &mut s.target);
+
+    // Authorize phase: the route's scheme decides; its credential never reaches the backend
+    // unless the route keeps it.
+    let authz = &shard.authorizers[route.index];
+    match authz.check(buf, &s.req) {
+        Decision::Allow { .. } => {}
+        Decision::Missing => {
+            return Err(ProxyError::new(ErrorKind::Unauthorized(
+                authz.challenge().map(Rc::from),
+            )))
+        }
+        Decision::Denied => return Err(ProxyError::new(ErrorKind::Forbidden)),
+        Decision::BadRequest(why) => {
+            return Err(ProxyError::new(ErrorKind::BadRequest(
+                RequestError::BadRequest(why),
+            )))
+        }
+    }
+    let strip_one;
+    let info = ForwardInfo {
+        strip: match authz.strip_header() {
+            Some(h) => {
+                strip_one = [h];
+                &strip_one
+            }
+            None => &[],
+        },
+        ..*info
+    };
+    let info = &info;
+
+    // The body limit is checked before any of the body is read or a backend is involved.
+    let max_body = shard.config.client_max_body_size;
+    if let RequestBody::Length(n) = s.req.body {
+        if max_body > 0 && n > max_body {
+            return Err(ProxyError::new(ErrorKind::BodyTooLarge));
+        }
+    }
+
+    // Admit phase: past this point the request may hold a backend connection and buffers.
+    let _permit = shard
+        .admission
+        .admit()
+        .await
+        .map_err(|_| ProxyError::new(ErrorKind::Overloaded))?;
+
     // Forward phase: the head for the backend is encoded once; the client's head bytes are
     // then consumed, so what follows in the buffer is the body (or the next request).
     s.out.clear();
-    encode_request(client.buffered(), &s.req, info, &mut s.out);
+    encode_request_to(client.buffered(), &s.req, Some(&s.target), info, &mut s.out);
     client.consume(s.req.head_len);
     let method = s.req.method;
     let body = match s.req.body {
@@ -48,7 +116,7 @@ pub async fn exchange(
 
     let mut fresh = false;
     let mut backend = loop {
-        let mut conn = connect(shard, fresh).await?;
+        let mut conn = connect(shard, group, fresh).await?;
         let sent = if body == BodyIn::Empty {
             conn.peer.write_all(&s.out).await.map_err(|e| {
                 // Nothing of a response can have arrived yet.
@@ -134,7 +202,7 @@ pub async fn exchange(
         return Err(e);
     }
     if backend_reusable && backend.peer.buffered().is_empty() {
-        shard
+        group
             .pool
             .put(backend.backend, backend.peer, Instant::now());
     }
@@ -178,7 +246,7 @@ pub async fn answer_locally(
 async fn send_body(
     shard: &Shard,
     client: &mut Peer,
-    conn: &mut BackendConn,
+    conn: &mut BackendConn<'_>,
     body: BodyIn,
     s: &mut Scratch,
 ) -> Result<(), ProxyError> {

@@ -22,10 +22,13 @@ use std::time::{Duration, Instant};
 
 pub use error::{ProxyError, Side};
 
+use crate::auth::Authorizer;
 use crate::config::Config;
 use crate::http1::{ChunkedDecoder, Limits, RequestHead, ResponseHead, MAX_TRAILER_BYTES};
 use crate::metrics::ProxyStats;
 use crate::relay::Relay;
+use crate::route::{Route, RouteTable};
+use admission::Admission;
 use balancer::Balancer;
 use pool::Pool;
 
@@ -35,8 +38,12 @@ pub const VIA: &str = "corelay";
 /// Everything one shard's connections share. Lives on the shard's thread only.
 pub struct Shard {
     pub config: Arc<Config>,
-    pub balancer: Balancer,
-    pub pool: Pool,
+    /// One per configured backend group, in `config.groups` order.
+    pub groups: Vec<GroupState>,
+    pub routes: RouteTable,
+    /// One per route, in `config.routes` order (a route's `index`).
+    pub authorizers: Vec<Authorizer>,
+    pub admission: Admission,
     pub relay: Relay,
     pub stats: Arc<ProxyStats>,
     pub shutdown: shards::Shutdown,
@@ -47,9 +54,41 @@ pub struct Shard {
     pub head_buffers: peer::HeadBuffers,
 }
 
+/// A backend group on this shard: its balancer and its keep-alive pool.
+pub struct GroupState {
+    pub balancer: Balancer,
+    pub pool: Pool,
+}
+
 impl Shard {
     pub fn new(config: Arc<Config>, stats: Arc<ProxyStats>, shutdown: shards::Shutdown) -> Shard {
         let first = config.backends[0];
+        let groups = config
+            .groups
+            .iter()
+            .map(|g| GroupState {
+                balancer: Balancer::new(g.backends.clone(), config.backend_retry_backoff, g.policy),
+                pool: Pool::new(
+                    g.backends.len(),
+                    config.backend_max_idle,
+                    config.backend_idle_timeout,
+                ),
+            })
+            .collect();
+        let routes = RouteTable::new(
+            config
+                .routes
+                .iter()
+                .enumerate()
+                .map(|(index, r)| Route {
+                    host: r.host.clone(),
+                    prefix: r.prefix.clone(),
+                    rewrite: r.rewrite.clone(),
+                    group: r.group,
+                    index,
+                })
+                .collect(),
+        );
         // main.rs already tried the same ring (`relay::preflight`) and fell back to copy with
         // one warning if it failed, so a failure here is new (e.g. memory) and fatal.
         let relay = match Relay::new(&config, stats.relay.clone()) {
@@ -63,12 +102,22 @@ impl Shard {
                 std::process::exit(1);
             }
         };
+        let authorizers = config
+            .routes
+            .iter()
+            .map(|r| {
+                // Validated when the config was read; a failure here is a bug, not input.
+                Authorizer::new(&r.auth, r.keep_credentials).expect("route auth was validated")
+            })
+            .collect();
         Shard {
-            balancer: Balancer::new(config.backends.clone(), config.backend_retry_backoff),
-            pool: Pool::new(
-                config.backends.len(),
-                config.backend_max_idle,
-                config.backend_idle_timeout,
+            groups,
+            routes,
+            authorizers,
+            admission: Admission::new(
+                config.max_requests_per_core,
+                config.queue_size,
+                config.queue_timeout,
             ),
             relay,
             stats,
@@ -97,12 +146,16 @@ impl Shard {
             )
             .await;
             if !tick {
-                self.pool.clear();
+                self.groups.iter().for_each(|g| g.pool.clear());
                 return;
             }
-            self.pool.sweep(Instant::now());
-            self.stats
-                .set(&self.stats.backend_idle, self.pool.idle_count() as u64);
+            let now = Instant::now();
+            let mut idle = 0;
+            for g in &self.groups {
+                g.pool.sweep(now);
+                idle += g.pool.idle_count();
+            }
+            self.stats.set(&self.stats.backend_idle, idle as u64);
         }
     }
 }
@@ -115,6 +168,9 @@ pub struct Scratch {
     pub decoder: ChunkedDecoder,
     /// Encoded heads and small body pieces waiting to be written.
     pub out: Vec<u8>,
+    /// The request-target as forwarded, and its normalised form (see `route::normalize`).
+    pub target: Vec<u8>,
+    pub norm: Vec<u8>,
 }
 
 impl Scratch {
@@ -125,6 +181,8 @@ impl Scratch {
             resp: ResponseHead::new(),
             decoder: ChunkedDecoder::new(),
             out: Vec::with_capacity(1024),
+            target: Vec::new(),
+            norm: Vec::new(),
         }
     }
 }

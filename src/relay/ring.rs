@@ -16,9 +16,13 @@
 //! orphaned in the ring's table and comes back on its CQE (see `shards::ring`).
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io;
 use std::os::unix::io::AsRawFd;
-use std::task::Poll;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use glommio::timer::Timer;
 
 use glommio::net::TcpStream;
 use shards::{Buf, BufferRing};
@@ -46,6 +50,12 @@ pub async fn copy(
     let dfd = dst.as_raw_fd();
     let rto = src.read_timeout();
     let wto = dst.write_timeout();
+    // Timeouts: one timer per transfer (see `Deadline`), or a LINK_TIMEOUT per op.
+    let link = std::env::var_os("CORELAY_RELAY_LINKTO").is_some();
+    let (op_rto, op_wto) = if link { (rto, wto) } else { (None, None) };
+    let mut deadline = Deadline::default();
+    let mut read_since = Instant::now();
+    let mut write_since = read_since;
     let size = ring.buffer_size();
     let k = max_buffers.max(1);
 
@@ -71,7 +81,11 @@ pub async fn copy(
                     Some(n) => n.min(size as u64) as usize,
                     None => size,
                 };
-                buf.start_read(sfd, want, rto).map_err(RelayError::Read)?;
+                buf.start_read(sfd, want, op_rto)
+                    .map_err(RelayError::Read)?;
+                if rto.is_some() {
+                    read_since = Instant::now();
+                }
                 reading = Some(buf);
                 ring.note_transfer_held(held + 1);
             }
@@ -80,8 +94,11 @@ pub async fn copy(
         if writing.is_none() {
             if let Some(mut f) = filled.pop_front() {
                 f.buf
-                    .start_write(dfd, f.off, f.len - f.off, wto)
+                    .start_write(dfd, f.off, f.len - f.off, op_wto)
                     .map_err(RelayError::Write)?;
+                if wto.is_some() {
+                    write_since = Instant::now();
+                }
                 writing = Some(f);
             }
         }
@@ -107,12 +124,31 @@ pub async fn copy(
                 None => None,
             };
             if r.is_some() || w.is_some() {
-                Poll::Ready((r, w))
-            } else {
-                Poll::Pending
+                return Poll::Ready(Ok((r, w)));
+            }
+            // Neither is done: the transfer's one timer covers the op waiting longest.
+            let due = [
+                reading
+                    .is_some()
+                    .then_some(())
+                    .and(rto)
+                    .map(|d| (read_since + d, true)),
+                writing
+                    .is_some()
+                    .then_some(())
+                    .and(wto)
+                    .map(|d| (write_since + d, false)),
+            ]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(at, _)| *at);
+            match deadline.poll(cx, due) {
+                Poll::Ready(true) => Poll::Ready(Err(RelayError::Read(timed_out("receive")))),
+                Poll::Ready(false) => Poll::Ready(Err(RelayError::Write(timed_out("send")))),
+                Poll::Pending => Poll::Pending,
             }
         })
-        .await;
+        .await?;
 
         if let Some(res) = w {
             let mut f = writing.take().expect("write in flight");
@@ -160,6 +196,45 @@ pub async fn copy(
             }
         }
     }
+}
+
+/// The transfer's one timer: armed only when the transfer has to wait, for the earliest
+/// deadline of the ops in flight (start + the stream's timeout). Ops that complete move the
+/// deadlines forward without touching the timer; when it fires early it is re-armed for the
+/// current deadline, so it fires about once per timeout period however many ops run.
+#[derive(Default)]
+struct Deadline {
+    timer: Option<(Timer, Instant)>,
+}
+
+impl Deadline {
+    /// `due`: the earliest deadline and whether it is the read's. Ready(is_read) once passed.
+    fn poll(&mut self, cx: &mut Context<'_>, due: Option<(Instant, bool)>) -> Poll<bool> {
+        let Some((at, is_read)) = due else {
+            return Poll::Pending;
+        };
+        loop {
+            let now = Instant::now();
+            if now >= at {
+                self.timer = None;
+                return Poll::Ready(is_read);
+            }
+            match &mut self.timer {
+                Some((_, armed)) if *armed <= at => {}
+                slot => *slot = Some((Timer::new(at - now), at)),
+            }
+            let (timer, _) = self.timer.as_mut().expect("armed");
+            match std::pin::Pin::new(timer).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                // Fired for an older deadline: re-arm for `at`.
+                Poll::Ready(_) => self.timer = None,
+            }
+        }
+    }
+}
+
+fn timed_out(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, format!("relay {what} timed out"))
 }
 
 /// A negated errno from a CQE as an io::Error; a fired link timeout (`-ETIME`) is `TimedOut`,

@@ -347,7 +347,7 @@ fn main() {
                 requests: Some(1),
             },
         );
-        s.warmup = false;
+        // The warm-up (0.5 s of back-to-back downloads) fills the pools and page cache.
         scenarios.push(s);
     }
     if want("sweep") && proxies.contains(&Proxy::Corelay) {
