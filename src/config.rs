@@ -229,7 +229,7 @@ pub struct Config {
     pub drain_timeout: Duration,
     pub metrics_listen: Option<SocketAddr>,
     pub proxy_protocol: bool,
-    pub access_log: AccessLogDest,
+    pub access_log: crate::access_log::Destination,
     pub access_log_format: LogFormat,
     pub max_requests_per_core: usize,
     pub queue_size: usize,
@@ -242,14 +242,6 @@ pub struct Config {
     /// `default`, made of the `--backend` list.
     pub groups: Vec<Group>,
     pub routes: Vec<RouteConfig>,
-}
-
-/// Where access log lines go.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AccessLogDest {
-    Off,
-    Stderr,
-    File(std::path::PathBuf),
 }
 
 /// How a group spreads requests over its backends.
@@ -374,11 +366,7 @@ impl Config {
             Some(s) => Some(resolve_one("--metrics-listen", s)?),
             None => None,
         };
-        let access_log = match args.access_log.as_str() {
-            "off" | "" => AccessLogDest::Off,
-            "stderr" => AccessLogDest::Stderr,
-            path => AccessLogDest::File(path.into()),
-        };
+        let access_log = crate::access_log::Destination::parse(&args.access_log);
         Ok(Config {
             listen,
             backends,

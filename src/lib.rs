@@ -3,6 +3,7 @@
 //! [`run`] starts the shards for a [`Config`]; the binary (`main.rs`) adds the command line,
 //! start-up messages and signal handling around it, and tests can drive it the same way.
 
+pub mod access_log;
 pub mod auth;
 pub mod config;
 pub mod config_file;
@@ -21,6 +22,17 @@ pub use config::Config;
 pub struct Running {
     pub server: shards::Server,
     pub metrics_addr: Option<std::net::SocketAddr>,
+    access_log: Arc<access_log::Sink>,
+}
+
+impl Running {
+    /// Waits for the shards to finish (after a shutdown), then for the access log's last
+    /// lines to be written.
+    pub fn join(self) -> std::io::Result<()> {
+        let r = self.server.join();
+        self.access_log.finish();
+        r
+    }
 }
 
 /// Binds every listener and starts one shard per configured CPU.
@@ -46,10 +58,21 @@ pub fn run(config: Config) -> std::io::Result<Running> {
         drain_timeout: config.drain_timeout,
         max_connections: config.max_connections_per_core,
     };
+    let format = match config.access_log_format {
+        config::LogFormat::Combined => access_log::Format::Combined,
+        config::LogFormat::Json => access_log::Format::Json,
+    };
+    let access_log = Arc::new(access_log::Sink::open(
+        &config.access_log,
+        format,
+        config.cpus.len(),
+    )?);
     let shard_stats = proxy_stats.clone();
     let cfg = config.clone();
+    let sink = access_log.clone();
     let server = shards::Server::start(server_config, move |ctx: &shards::ShardContext| {
-        proxy::handler(cfg.clone(), shard_stats[ctx.index].clone(), ctx)
+        let log = sink.shard_logger(ctx.index);
+        proxy::handler(cfg.clone(), shard_stats[ctx.index].clone(), log, ctx)
     })?;
     let metrics_addr = match metrics_listener {
         Some(listener) => {
@@ -72,5 +95,6 @@ pub fn run(config: Config) -> std::io::Result<Running> {
     Ok(Running {
         server,
         metrics_addr,
+        access_log,
     })
 }

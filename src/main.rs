@@ -115,7 +115,7 @@ fn main() -> ExitCode {
         })
         .expect("spawn signal thread");
 
-    match running.server.join() {
+    match running.join() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

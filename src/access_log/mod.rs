@@ -59,8 +59,8 @@ pub const BUFFERS_PER_SHARD: usize = 4;
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How long the final [`ShardLog::flush`] waits for room in the writer's queue before counting
-/// its lines as dropped. Only a stuck destination (a full disk, a stopped stderr reader) makes
-/// it wait at all; shutdown must end even then.
+/// its lines as dropped. The queue `Sink::open` makes holds every shard buffer, so this is a
+/// safeguard that should never wait; if it ever does, shutdown must still end.
 pub const FINAL_FLUSH_WAIT: Duration = Duration::from_secs(2);
 
 /// Poll step of that wait: the writer frees a queue slot within one write(2).

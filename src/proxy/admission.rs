@@ -154,6 +154,44 @@ impl Drop for QueueGuard {
     }
 }
 
+/// Open connections per client address on this shard (`max_connections_per_client`).
+#[derive(Default)]
+pub struct ClientCounts {
+    counts: RefCell<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// One connection counted against its address until dropped.
+pub struct ClientSlot<'a> {
+    counts: &'a ClientCounts,
+    ip: std::net::IpAddr,
+}
+
+impl ClientCounts {
+    /// Counts a connection from `ip`, or refuses it when the address already holds `max`.
+    pub fn enter(&self, ip: std::net::IpAddr, max: usize) -> Option<ClientSlot<'_>> {
+        let mut counts = self.counts.borrow_mut();
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot { counts: self, ip })
+    }
+}
+
+impl Drop for ClientSlot<'_> {
+    fn drop(&mut self) {
+        let mut counts = self.counts.counts.borrow_mut();
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                // Keeps the map as small as the set of connected addresses.
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,6 +219,19 @@ mod tests {
             assert_eq!(a.in_flight(), 1);
             assert_eq!(a.queued(), 0);
         });
+    }
+
+    #[test]
+    fn client_counts_cap_per_address() {
+        let c = ClientCounts::default();
+        let ip: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let other: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+        let a = c.enter(ip, 2).unwrap();
+        let _b = c.enter(ip, 2).unwrap();
+        assert!(c.enter(ip, 2).is_none());
+        assert!(c.enter(other, 2).is_some());
+        drop(a);
+        assert!(c.enter(ip, 2).is_some());
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub struct Outbox<'a> {
     /// Set once anything was written: from then on the destination has seen part of the
     /// message, and a failure can only be reported by cutting the connection.
     pub wrote: bool,
+    /// Bytes written to the destination (for the access log).
+    pub sent: u64,
 }
 
 impl<'a> Outbox<'a> {
@@ -57,12 +59,14 @@ impl<'a> Outbox<'a> {
             dst,
             pending,
             wrote: false,
+            sent: 0,
         }
     }
 
     async fn flush(&mut self) -> Result<(), BodyError> {
         if !self.pending.is_empty() {
             self.wrote = true;
+            self.sent += self.pending.len() as u64;
             let r = self.dst.write_all(self.pending).await;
             self.pending.clear();
             r.map_err(BodyError::Dest)?;
@@ -78,7 +82,10 @@ impl<'a> Outbox<'a> {
     ) -> Result<(), BodyError> {
         self.wrote = true;
         match relay.copy(&mut src.stream, self.dst, len).await {
-            Ok(_) => Ok(()),
+            Ok(n) => {
+                self.sent += n;
+                Ok(())
+            }
             Err(RelayError::Read(e)) => Err(BodyError::Source(SourceError::Io(e))),
             Err(RelayError::UnexpectedEof) => Err(BodyError::Source(SourceError::Eof)),
             Err(RelayError::Write(e)) => Err(BodyError::Dest(e)),

@@ -22,20 +22,50 @@ use crate::http1::{
     error_response_with, normalize_request_version, parse_request, ForwardInfo, Method,
     RequestError,
 };
+use crate::proxy_protocol::{self, Header, Parsed};
 
 /// Serves one client connection until it closes, fails, times out or the shard drains.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer_addr: SocketAddr) {
     let _ = stream.set_write_timeout(Some(shard.config.send_timeout));
     let mut client = Peer::new(stream, shard.head_buffer_max, shard.head_buffers.clone());
-    let mut s = Scratch::new(shard.config.limits);
+    let accepted = Instant::now();
+    let cfg = &shard.config;
+    // Behind an L4 balancer the real client comes in the PROXY header, read under the same
+    // deadline as a request head; a connection without a valid one is closed unanswered.
+    let client_ip = if cfg.proxy_protocol {
+        match read_proxy_header(&mut client, accepted + cfg.client_header_timeout).await {
+            Some(Header::Proxied { source, .. }) => source.ip(),
+            Some(Header::Local) => peer_addr.ip(),
+            None => return,
+        }
+    } else {
+        peer_addr.ip()
+    };
+    let mut s = Scratch::new(cfg.limits);
+    let _slot = if cfg.max_connections_per_client > 0 {
+        match shard
+            .clients
+            .enter(client_ip, cfg.max_connections_per_client)
+        {
+            Some(slot) => Some(slot),
+            None => {
+                let e = ProxyError::new(ErrorKind::TooManyConnections);
+                shard.stats.count_error(&e);
+                error_response_with(429, true, false, b"", &mut s.out);
+                let _ = client.write_all(&s.out).await;
+                return;
+            }
+        }
+    } else {
+        None
+    };
     let info = ForwardInfo {
-        client_ip: peer_addr.ip(),
+        client_ip,
         proto: "http",
         via: super::VIA,
         default_host: &shard.default_host,
         strip: &[],
     };
-    let accepted = Instant::now();
     let mut first = true;
     loop {
         let head = read_head(&shard, &mut client, &mut s, first, accepted).await;
@@ -43,6 +73,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer_addr: SocketAddr) {
         let result = match head {
             Ok(true) => {
                 shard.stats.inc(&shard.stats.requests);
+                s.log
+                    .begin(shard.access_log.enabled(), client.buffered(), &s.req);
                 if s.req.answer_locally() {
                     answer_locally(&shard, &mut client, &mut s).await
                 } else {
@@ -52,6 +84,14 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer_addr: SocketAddr) {
             Ok(false) => return,
             Err(e) => Err(e),
         };
+        // Log phase: one line per request, answered or not.
+        if let Err(e) = &result {
+            if !e.response_started {
+                // nginx's 499: the client went away before an answer.
+                s.log.status = e.status().unwrap_or(499);
+            }
+        }
+        s.log.emit(&shard.access_log, client_ip);
         match result {
             Ok(Next::KeepAlive) => {}
             Ok(Next::Close) => return,
@@ -180,5 +220,32 @@ fn reset_on_close(stream: &TcpStream) {
             (&linger as *const libc::linger).cast(),
             std::mem::size_of::<libc::linger>() as libc::socklen_t,
         );
+    }
+}
+
+/// Reads and removes the PROXY protocol header. `None` when it is missing, malformed, or not
+/// complete by `deadline`: the connection is then closed without a word.
+async fn read_proxy_header(client: &mut Peer, deadline: Instant) -> Option<Header> {
+    loop {
+        match proxy_protocol::parse(client.buffered()) {
+            Ok(Parsed::Complete { header, consumed }) => {
+                client.consume(consumed);
+                return Some(header);
+            }
+            Ok(Parsed::Incomplete) => {}
+            Err(e) => {
+                log::debug!("PROXY header refused: {e}");
+                return None;
+            }
+        }
+        let read = future::or(async { Wait::Read(client.fill().await) }, async {
+            sleep_until(deadline).await;
+            Wait::Timeout
+        })
+        .await;
+        match read {
+            Wait::Read(Ok(n)) if n > 0 => {}
+            _ => return None,
+        }
     }
 }

@@ -59,7 +59,7 @@ pub async fn exchange(
     // unless the route keeps it.
     let authz = &shard.authorizers[route.index];
     match authz.check(buf, &s.req) {
-        Decision::Allow { .. } => {}
+        Decision::Allow { user } => s.log.user = user,
         Decision::Missing => {
             return Err(ProxyError::new(ErrorKind::Unauthorized(
                 authz.challenge().map(Rc::from),
@@ -117,6 +117,8 @@ pub async fn exchange(
     let mut fresh = false;
     let mut backend = loop {
         let mut conn = connect(shard, group, fresh).await?;
+        s.log.upstream = Some(conn.addr());
+        s.log.upstream_started = Some(Instant::now());
         let sent = if body == BodyIn::Empty {
             conn.peer.write_all(&s.out).await.map_err(|e| {
                 // Nothing of a response can have arrived yet.
@@ -175,6 +177,7 @@ pub async fn exchange(
         &mut s.out,
     );
     backend.peer.consume(s.resp.head_len);
+    s.log.status = s.resp.status;
     let backend_reusable = s.resp.keep_alive;
     let mut out = Outbox::new(&mut client.stream, &mut s.out);
     let relayed = transfer(
@@ -187,6 +190,8 @@ pub async fn exchange(
     )
     .await;
     let response_started = out.wrote;
+    s.log.bytes = out.sent;
+    s.log.upstream_time = s.log.upstream_started.map(|t| t.elapsed());
     if let Err(err) = relayed {
         // The head goes out with the first body bytes: if nothing was written yet, nothing
         // reached the client and a 502 can still be sent.
@@ -229,6 +234,8 @@ pub async fn answer_locally(
     } else {
         encode_options_response(&s.req, keep_alive, &mut s.out);
     }
+    s.log.status = 200;
+    s.log.bytes = s.out.len() as u64;
     client.consume(s.req.head_len);
     client
         .write_all(&s.out)

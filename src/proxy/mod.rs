@@ -13,6 +13,7 @@ mod body;
 mod client;
 mod error;
 mod exchange;
+mod log_record;
 mod peer;
 mod pool;
 
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 
 pub use error::{ProxyError, Side};
 
+use crate::access_log::{ShardLog, ShardLogWriter};
 use crate::auth::Authorizer;
 use crate::config::Config;
 use crate::http1::{ChunkedDecoder, Limits, RequestHead, ResponseHead, MAX_TRAILER_BYTES};
@@ -44,6 +46,8 @@ pub struct Shard {
     /// One per route, in `config.routes` order (a route's `index`).
     pub authorizers: Vec<Authorizer>,
     pub admission: Admission,
+    pub clients: admission::ClientCounts,
+    pub access_log: ShardLog,
     pub relay: Relay,
     pub stats: Arc<ProxyStats>,
     pub shutdown: shards::Shutdown,
@@ -61,7 +65,12 @@ pub struct GroupState {
 }
 
 impl Shard {
-    pub fn new(config: Arc<Config>, stats: Arc<ProxyStats>, shutdown: shards::Shutdown) -> Shard {
+    pub fn new(
+        config: Arc<Config>,
+        stats: Arc<ProxyStats>,
+        shutdown: shards::Shutdown,
+        access_log: ShardLog,
+    ) -> Shard {
         let first = config.backends[0];
         let groups = config
             .groups
@@ -114,6 +123,8 @@ impl Shard {
             groups,
             routes,
             authorizers,
+            clients: Default::default(),
+            access_log,
             admission: Admission::new(
                 config.max_requests_per_core,
                 config.queue_size,
@@ -171,6 +182,8 @@ pub struct Scratch {
     /// The request-target as forwarded, and its normalised form (see `route::normalize`).
     pub target: Vec<u8>,
     pub norm: Vec<u8>,
+    /// What the log phase writes for the current request.
+    pub log: log_record::Record,
 }
 
 impl Scratch {
@@ -183,18 +196,24 @@ impl Scratch {
             out: Vec::with_capacity(1024),
             target: Vec::new(),
             norm: Vec::new(),
+            log: Default::default(),
         }
     }
 }
 
 /// Builds a shard's connection handler; called once on each shard's thread.
+/// The shard's access log buffer is flushed when the shard (and so its log) is dropped at
+/// the end of draining.
 pub fn handler(
     config: Arc<Config>,
     stats: Arc<ProxyStats>,
+    log: ShardLogWriter,
     ctx: &shards::ShardContext,
 ) -> impl Fn(glommio::net::TcpStream, std::net::SocketAddr) -> futures_lite::future::BoxedLocal<()>
 {
-    let shard = Rc::new(Shard::new(config, stats, ctx.shutdown.clone()));
+    let log = ShardLog::new(log);
+    log.spawn_flusher();
+    let shard = Rc::new(Shard::new(config, stats, ctx.shutdown.clone(), log));
     glommio::spawn_local(shard.clone().sweep_pool()).detach();
     // The relay ring's completion driver (returns at once with the copy engine).
     glommio::spawn_local(shard.relay.pool().clone().drive()).detach();

@@ -1587,3 +1587,86 @@ pub fn metric_sum(text: &str, name: &str) -> f64 {
     assert!(!s.is_empty(), "metric {name} not found in:\n{text}");
     s.iter().map(|(_, v)| v).sum()
 }
+
+// ---------------------------------------------------------------------------
+// config files
+// ---------------------------------------------------------------------------
+
+/// A config file written to a fresh temporary directory, removed on drop.
+pub struct TempConfig {
+    pub path: std::path::PathBuf,
+    dir: std::path::PathBuf,
+}
+
+impl TempConfig {
+    /// Writes `text` to `<tmp>/corelay-test-<pid>-<n>/<name>`.
+    pub fn new(name: &str, text: &str) -> TempConfig {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("corelay-test-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create temp config dir");
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write temp config");
+        TempConfig { path, dir }
+    }
+
+    pub fn path_str(&self) -> &str {
+        self.path.to_str().expect("temp path is UTF-8")
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Corelay {
+    /// Starts corelay with `--config FILE` followed by `extra`, and nothing else: no
+    /// `--listen`, `--cores` or `--backend` is added, so the file must provide them (or
+    /// `extra` must).
+    pub fn start_with_config(config: &std::path::Path, extra: &[&str]) -> Corelay {
+        let mut args: Vec<String> = vec![
+            "--config".into(),
+            config.to_str().expect("config path is UTF-8").into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Corelay::start_with_args(&args)
+    }
+}
+
+/// `corelay hash-password` with `password` on stdin; returns the stored form it prints.
+pub fn hash_password(password: &str) -> String {
+    let mut child = Command::new(corelay_bin())
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn corelay hash-password");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(password.as_bytes())
+        .expect("write password to corelay hash-password");
+    // stdin is closed here (dropped), so the command sees EOF after the password.
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("corelay hash-password did not exit within 30 s")
+        .expect("wait for corelay hash-password");
+    assert!(
+        out.status.success(),
+        "corelay hash-password failed ({:?}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = String::from_utf8(out.stdout).expect("hash is UTF-8");
+    let line = s.trim_end().to_string();
+    assert!(!line.contains('\n'), "one line expected: {s:?}");
+    line
+}

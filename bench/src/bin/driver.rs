@@ -336,7 +336,7 @@ fn main() {
         scenarios.push(s);
     }
     if want("transfer") {
-        let mut s = base(
+        let s = base(
             "transfer",
             "50MiB",
             "/big/52428800",
