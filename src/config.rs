@@ -187,7 +187,7 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 32768)]
     pub max_connections_per_core: usize,
 
-    /// Open connections one client address may hold per core; more get 429 [default: 0, off].
+    /// Open connections one client address may hold per core; more get 429 (0: no limit).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub max_connections_per_client: usize,
 

@@ -47,8 +47,9 @@ fn main() -> ExitCode {
     let memlock = shards::raise_memlock_limit(wanted).err();
     match corelay::relay::preflight(&mut config) {
         Ok(None) => {
+            // Registration worked regardless (e.g. CAP_IPC_LOCK): nothing to fix.
             if let Some(e) = memlock {
-                log::warn!("{e}");
+                log::debug!("{e}");
             }
         }
         Ok(Some(warning)) => match memlock {
@@ -67,9 +68,10 @@ fn main() -> ExitCode {
         }
     }
     let relay_line = format!(
-        "corelay: relay memory {} ({} shards x {} buffers x {}), engine {}",
+        "corelay: relay memory {} ({} shard{} x {} buffers x {}), engine {}",
         mib(relay_memory),
         shards_n,
+        if shards_n == 1 { "" } else { "s" },
         config.buffer_ring_size,
         kib(config.buffer_size as u64),
         match config.relay {
