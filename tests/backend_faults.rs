@@ -361,3 +361,42 @@ fn unsolicited_bytes_on_an_idle_pooled_connection_are_not_relayed() {
         Err(e) => panic!("/second: {e:?}"),
     }
 }
+
+#[test]
+fn backend_answering_before_reading_the_body_is_relayed_not_502() {
+    // The backend reads only the head of a 64 MiB upload (far more than socket buffers
+    // hold), answers 413 and closes with the body unread, so its kernel resets the
+    // connection while corelay is still sending: the client must get that 413.
+    let be = Backend::start(|conn| {
+        let mut wire = conn.wire;
+        if wire.read_head(1 << 20).is_ok() {
+            let _ = wire.write_all(
+                b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large",
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let cr = Corelay::start(&[be.addr], &[]);
+    let mut c = Client::connect(cr.addr);
+    let body = vec![b'x'; 64 << 20];
+    let mut req = format!(
+        "POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&body);
+    // The client keeps writing while corelay answers; its write may fail once corelay closes.
+    let stream = c.stream().try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let mut s = stream;
+        let _ = std::io::Write::write_all(&mut s, &req);
+    });
+    let r = c.read_response().expect("no response");
+    assert_eq!(r.status, 413, "{}", r.status_line);
+    assert_eq!(r.body, b"too large");
+    assert!(
+        r.conn_close(),
+        "the unread body means the connection must close"
+    );
+    let _ = writer.join();
+}

@@ -11,7 +11,7 @@ use futures_lite::AsyncWriteExt;
 
 use super::backend::{connect, BackendConn};
 use super::body::{transfer, BodyError, BodyIn, Outbox, SourceError};
-use super::error::{ErrorKind, ProxyError};
+use super::error::{ErrorKind, ProxyError, Side};
 use super::peer::Peer;
 use super::{Scratch, Shard};
 use crate::auth::Decision;
@@ -115,6 +115,8 @@ pub async fn exchange(
     let replayable = method.is_idempotent() && body == BodyIn::Empty;
 
     let mut fresh = false;
+    // Set when the backend answered before taking the whole request body.
+    let mut early_answer = false;
     let mut backend = loop {
         let mut conn = connect(shard, group, fresh).await?;
         s.log.upstream = Some(conn.addr());
@@ -131,6 +133,17 @@ pub async fn exchange(
         };
         let result = match sent {
             Ok(()) => read_response_head(&mut conn.peer, client, method, s).await,
+            // A backend may refuse a body by answering before reading it (413, 401, ...) and
+            // closing; its answer, if it arrived, is what the client should get, not a 502.
+            Err(e) if body != BodyIn::Empty && e.side() == Side::Backend => {
+                match read_response_head(&mut conn.peer, client, method, s).await {
+                    Ok(()) => {
+                        early_answer = true;
+                        Ok(())
+                    }
+                    Err(_) => Err(e),
+                }
+            }
             Err(e) => Err(e),
         };
         match result {
@@ -164,8 +177,12 @@ pub async fn exchange(
         // HTTP/1.0 clients do not know chunked: they get the data, delimited by close.
         BodyIn::Chunked | BodyIn::UntilClose => (OutFraming::Close, false),
     };
-    let keep_alive =
-        s.req.keep_alive && framing != OutFraming::Close && !shard.shutdown.is_triggered();
+    // After an early answer the rest of the request body is still unread in the client
+    // connection, so it cannot carry another request.
+    let keep_alive = s.req.keep_alive
+        && framing != OutFraming::Close
+        && !early_answer
+        && !shard.shutdown.is_triggered();
     s.out.clear();
     encode_response(
         backend.peer.buffered(),
@@ -178,7 +195,7 @@ pub async fn exchange(
     );
     backend.peer.consume(s.resp.head_len);
     s.log.status = s.resp.status;
-    let backend_reusable = s.resp.keep_alive;
+    let backend_reusable = s.resp.keep_alive && !early_answer;
     let mut out = Outbox::new(&mut client.stream, &mut s.out);
     let relayed = transfer(
         &mut backend.peer,
