@@ -47,8 +47,12 @@ fn assert_rejected(text: &str, line: usize, key: &str) {
         "blank lines in {err:?}"
     );
 
-    let (st, out, err) = run_corelay_to_exit(&["--config", cfg.path_str(), "--listen", "127.0.0.1:0"]);
-    assert!(!st.success(), "run with a bad config exited 0; stdout {out:?}");
+    let (st, out, err) =
+        run_corelay_to_exit(&["--config", cfg.path_str(), "--listen", "127.0.0.1:0"]);
+    assert!(
+        !st.success(),
+        "run with a bad config exited 0; stdout {out:?}"
+    );
     assert!(!out.contains("corelay: ready"), "stdout: {out:?}");
     assert_error_line(&err, cfg.path_str(), line, key);
 }
@@ -209,7 +213,10 @@ fn route_naming_a_missing_group_is_an_error_naming_line_and_key() {
         "missing.toml",
         "backends = [\"127.0.0.1:9000\"]\n[[routes]]\ngroup = \"web\"\n",
     );
-    assert!(err.contains("'web'"), "the error should name the group: {err}");
+    assert!(
+        err.contains("'web'"),
+        "the error should name the group: {err}"
+    );
 }
 
 /// Several errors: each on its own line, each with its line number.
@@ -312,13 +319,77 @@ fn bad_flag_value_on_the_command_line_is_reported_over_a_good_file() {
         "good.toml",
         "listen = \"127.0.0.1:0\"\ncores = 1\nbackends = [\"127.0.0.1:9000\"]\nqueue_timeout = \"1s\"\n",
     );
-    let (st, out, err) = run_corelay_to_exit(&[
-        "--config",
-        cfg.path_str(),
-        "--queue-timeout",
-        "soon",
-    ]);
+    let (st, out, err) =
+        run_corelay_to_exit(&["--config", cfg.path_str(), "--queue-timeout", "soon"]);
     assert!(!st.success(), "stdout {out:?}");
     assert!(err.contains("--queue-timeout"), "stderr: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line expected: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line expected: {err}"
+    );
+}
+
+/// `cores` and `cpus` choose the same thing: either on the command line must override the
+/// other in the file (the flags conflict with each other only on the command line itself).
+#[test]
+fn command_line_cpus_overrides_file_cores_and_back() {
+    let b = Backend::ok(b"ok");
+    for (file_key, flag, value) in [
+        ("cores = 1", "--cpus", "0"),
+        ("cpus = \"0\"", "--cores", "1"),
+    ] {
+        let cfg = TempConfig::new(
+            "cpus.toml",
+            &format!(
+                "listen = \"127.0.0.1:0\"\n{file_key}\nbackends = [\"{}\"]\n",
+                b.addr
+            ),
+        );
+        let (st, out, err) = run_corelay_to_exit(&["check", "--config", cfg.path_str()]);
+        assert!(st.success(), "{file_key}: check: {out} {err}");
+        let args: Vec<String> = vec![
+            "--config".into(),
+            cfg.path_str().into(),
+            flag.into(),
+            value.into(),
+        ];
+        // start_with_args panics with corelay's stderr if it does not get to `ready`.
+        let cr = Corelay::start_with_args(&args);
+        assert_eq!(
+            cr.shards.len(),
+            1,
+            "{file_key} with {flag} {value}: {:?}",
+            cr.startup_lines
+        );
+        assert_eq!(cr.shards[0].1, 0, "{:?}", cr.startup_lines);
+        assert_eq!(Client::connect(cr.addr).roundtrip(&get("/")).status, 200);
+    }
+}
+
+/// Errors found only when keys are combined still name a line of the file and the key (not
+/// a command-line flag), like every other `check` error.
+#[test]
+fn errors_between_keys_name_line_and_key() {
+    // Exclusive keys.
+    let (code, cfg, _, err) = check(
+        "both.toml",
+        "listen = \"127.0.0.1:0\"\ncores = 1\ncpus = \"0\"\nbackends = [\"127.0.0.1:9000\"]\n",
+    );
+    assert_eq!(code, Some(1), "{err}");
+    let p = cfg.path_str().to_string();
+    assert!(
+        err.lines().any(
+            |l| (l.starts_with(&format!("{p}:2:")) && l.contains("cores"))
+                || (l.starts_with(&format!("{p}:3:")) && l.contains("cpus"))
+        ),
+        "expected `{p}:2: key 'cores'...` or `{p}:3: key 'cpus'...`; stderr:\n{err}"
+    );
+    // A key checked against another one.
+    let (code, cfg, _, err) = check(
+        "buffers.toml",
+        "listen = \"127.0.0.1:0\"\nbackends = [\"127.0.0.1:9000\"]\nmax_buffers_per_transfer = 512\n",
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert_error_line(&err, cfg.path_str(), 3, "max_buffers_per_transfer");
 }

@@ -115,7 +115,11 @@ impl Fixture {
         let before = self.total_requests();
         let r = Client::connect(self.cr.addr).roundtrip(&get_host(host, target));
         assert_eq!(r.status, status, "Host {host} {target}: {}", r.status_line);
-        assert_eq!(self.total_requests(), before, "Host {host} {target} reached a backend");
+        assert_eq!(
+            self.total_requests(),
+            before,
+            "Host {host} {target} reached a backend"
+        );
     }
 }
 
@@ -133,17 +137,45 @@ fn host_exact_and_wildcard() {
     f.expect_refused("example.com", "/", 404);
     f.expect_refused("badexample.com", "/", 404);
     // The any-host route serves its prefix on every host, below host-specific ones.
-    f.expect_routed("elsewhere.test", "/public/a", "public", "GET /public/a HTTP/1.1");
-    f.expect_routed("shop.example.com", "/public/a", "exact", "GET /public/a HTTP/1.1");
+    f.expect_routed(
+        "elsewhere.test",
+        "/public/a",
+        "public",
+        "GET /public/a HTTP/1.1",
+    );
+    f.expect_routed(
+        "shop.example.com",
+        "/public/a",
+        "exact",
+        "GET /public/a HTTP/1.1",
+    );
+    // Absolute-form: the target's authority replaces Host (RFC 9112 §3.2.2), for the route
+    // and for the backend alike.
+    let r = Client::connect(f.cr.addr)
+        .roundtrip(b"GET http://shop.example.com/abs HTTP/1.1\r\nHost: a.example.com\r\n\r\n");
+    assert_eq!((r.status, r.body_str().as_str()), (200, "exact"));
+    let got = f.backend("exact").requests().last().unwrap().clone();
+    assert_eq!(got.request_line, "GET /abs HTTP/1.1");
+    assert_eq!(got.header_all("host"), vec!["shop.example.com"]);
 }
 
 #[test]
 fn longest_prefix_wins() {
     let f = Fixture::start();
     f.expect_routed("api.test", "/api", "api", "GET /api HTTP/1.1");
-    f.expect_routed("api.test", "/api/users?id=7", "api", "GET /api/users?id=7 HTTP/1.1");
+    f.expect_routed(
+        "api.test",
+        "/api/users?id=7",
+        "api",
+        "GET /api/users?id=7 HTTP/1.1",
+    );
     f.expect_routed("api.test", "/api?q", "api", "GET /api?q HTTP/1.1");
-    f.expect_routed("api.test", "/api/v2/items", "v2", "GET /api/v2/items HTTP/1.1");
+    f.expect_routed(
+        "api.test",
+        "/api/v2/items",
+        "v2",
+        "GET /api/v2/items HTTP/1.1",
+    );
     // "/api/v2/" ends in '/': /api/v2 itself is the shorter /api route's.
     f.expect_routed("api.test", "/api/v2", "api", "GET /api/v2 HTTP/1.1");
     f.expect_routed("api.test", "/api/v2x", "api", "GET /api/v2x HTTP/1.1");
@@ -155,11 +187,21 @@ fn longest_prefix_wins() {
 #[test]
 fn strip_and_replace_prefix_rewrite_the_request_line() {
     let f = Fixture::start();
-    f.expect_routed("api.test", "/strip/a/b?x=1", "strip", "GET /a/b?x=1 HTTP/1.1");
+    f.expect_routed(
+        "api.test",
+        "/strip/a/b?x=1",
+        "strip",
+        "GET /a/b?x=1 HTTP/1.1",
+    );
     f.expect_routed("api.test", "/strip", "strip", "GET / HTTP/1.1");
     f.expect_routed("api.test", "/strip/", "strip", "GET / HTTP/1.1");
     f.expect_routed("api.test", "/strip?q=2", "strip", "GET /?q=2 HTTP/1.1");
-    f.expect_routed("api.test", "/old/x/y", "replace", "GET /new/v1/x/y HTTP/1.1");
+    f.expect_routed(
+        "api.test",
+        "/old/x/y",
+        "replace",
+        "GET /new/v1/x/y HTTP/1.1",
+    );
     f.expect_routed("api.test", "/old", "replace", "GET /new/v1 HTTP/1.1");
     f.expect_routed("api.test", "/old?z", "replace", "GET /new/v1?z HTTP/1.1");
     // The prefix is matched at a segment boundary, so /oldies is not rewritten (no route).
@@ -186,7 +228,11 @@ fn request_matching_no_route_gets_404_and_reaches_no_backend() {
         let mut c = Client::connect(f.cr.addr);
         let r = c.roundtrip(&get_host(host, target));
         assert_eq!(r.status, 404, "Host {host} {target}: {}", r.status_line);
-        assert!(r.has("content-length"), "404 without framing: {:?}", r.headers);
+        assert!(
+            r.has("content-length"),
+            "404 without framing: {:?}",
+            r.headers
+        );
     }
     // A keep-alive client: the 404 comes, whatever the connection does after it.
     let mut c = Client::connect(f.cr.addr);
@@ -207,7 +253,12 @@ fn normalised_path_is_routed_and_dot_segments_get_400() {
     let f = Fixture::start();
     // %61 is 'a': /%61pi is /api, and that is what the backend gets.
     f.expect_routed("api.test", "/%61pi", "api", "GET /api HTTP/1.1");
-    f.expect_routed("api.test", "/%61pi/%75sers", "api", "GET /api/users HTTP/1.1");
+    f.expect_routed(
+        "api.test",
+        "/%61pi/%75sers",
+        "api",
+        "GET /api/users HTTP/1.1",
+    );
     f.expect_routed("api.test", "//api//x", "api", "GET /api/x HTTP/1.1");
     f.expect_routed("api.test", "/%73trip/q", "strip", "GET /q HTTP/1.1");
     // Reserved escapes stay encoded (normalised to upper case).
