@@ -434,14 +434,15 @@ where
         Some(Sub::HashPassword) => return Ok(Action::HashPassword),
         Some(Sub::Check { config }) => {
             let checked = config_file::load(&config).and_then(|file| {
+                let locator = file.locator();
                 let mut full = vec![argv[0].clone()];
-                full.extend(file.flag_args.iter().cloned());
+                full.extend(file.args_under(&[]));
                 let args = Cli::try_parse_from(&full)
-                    .map_err(|e| vec![first_paragraph(&e.to_string())])?
+                    .map_err(|e| vec![locator.locate(&first_paragraph(&e.to_string()))])?
                     .args;
                 Config::from_args(args, Some(file))
                     .map(drop)
-                    .map_err(|e| vec![format!("{}: {e}", config.display())])
+                    .map_err(|e| vec![locator.locate(&e)])
             });
             return Ok(Action::Check(checked));
         }
@@ -462,13 +463,29 @@ where
                 format!("error: {}{more}", errors[0])
             })?;
             // The file's keys as flags first, then the command line, which wins.
+            let locator = file.locator();
             let mut full = vec![argv[0].clone()];
-            full.extend(file.flag_args.iter().cloned());
+            full.extend(file.args_under(&argv[1..]));
             full.extend(argv[1..].iter().cloned());
-            match Cli::try_parse_from(&full) {
-                Ok(c) => (c.args, Some(file)),
-                Err(e) => return clap_error(e),
-            }
+            // An error about a flag the command line gave is the command line's; otherwise it
+            // comes from the file (e.g. two keys that conflict) and names its line.
+            let place = |e: String| {
+                let on_cli = argv[1..].iter().any(|a| {
+                    let a = a.to_string_lossy();
+                    a.starts_with("--") && e.contains(a.split('=').next().unwrap_or(""))
+                });
+                if on_cli {
+                    e
+                } else {
+                    format!("error: {}", locator.locate(&e))
+                }
+            };
+            return match Cli::try_parse_from(&full) {
+                Ok(c) => Config::from_args(c.args, Some(file))
+                    .map(|c| Action::Run(Box::new(c)))
+                    .map_err(|e| place(format!("error: {e}"))),
+                Err(e) => clap_error(e).map_err(place),
+            };
         }
     };
     Config::from_args(args, file)

@@ -150,11 +150,18 @@ impl AuthSpec {
     }
 }
 
+/// One flag key of the file: the arguments it stands for and where it is.
+pub struct FileFlag {
+    pub key: &'static str,
+    pub args: Vec<OsString>,
+    pub line: usize,
+}
+
 /// What the file contributes beyond flags.
 pub struct FileConfig {
     pub path: PathBuf,
-    /// `--key value` arguments, to be parsed before the command line's.
-    pub flag_args: Vec<OsString>,
+    /// The flag keys, to be parsed (as `--key value`) before the command line's arguments.
+    pub flags: Vec<FileFlag>,
     /// The default group's backends (`backends = [...]`).
     pub backends: Vec<SocketAddr>,
     pub groups: Vec<Group>,
@@ -181,7 +188,7 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, Vec<String>> {
     })?;
     let mut errors = Vec::new();
 
-    let mut flag_args = Vec::new();
+    let mut flags = Vec::new();
     for (key, value) in raw.flag_values() {
         let flag = format!("--{}", key.replace('_', "-"));
         let one: Vec<OsString> = match value.get_ref() {
@@ -200,7 +207,11 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, Vec<String>> {
         if let Err(e) = crate::config::check_flag(&one) {
             errors.push(format!("{}: key '{key}': {e}", at(value.span())));
         }
-        flag_args.extend(one);
+        flags.push(FileFlag {
+            key,
+            args: one,
+            line: line_of(text, value.span().start),
+        });
     }
 
     let resolve = |key: &str, a: &Spanned<String>, errors: &mut Vec<String>| {
@@ -349,13 +360,61 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, Vec<String>> {
     if errors.is_empty() {
         Ok(FileConfig {
             path: path.to_path_buf(),
-            flag_args,
+            flags,
             backends,
             groups,
             routes,
         })
     } else {
         Err(errors)
+    }
+}
+
+impl FileConfig {
+    /// The file's flags as arguments, leaving out keys the command line sets itself when
+    /// the two would conflict rather than override (`cores` against `cpus`).
+    pub fn args_under(&self, cli: &[OsString]) -> Vec<OsString> {
+        let given = |flag: &str| {
+            cli.iter().any(|a| {
+                let a = a.to_string_lossy();
+                a == flag || a.starts_with(&format!("{flag}="))
+            })
+        };
+        let cpu_choice_on_cli = given("--cores") || given("--cpus");
+        self.flags
+            .iter()
+            .filter(|f| !(cpu_choice_on_cli && matches!(f.key, "cores" | "cpus")))
+            .flat_map(|f| f.args.iter().cloned())
+            .collect()
+    }
+
+    /// What is needed to put later errors in the file's terms (see [`Locator::locate`]).
+    pub fn locator(&self) -> Locator {
+        Locator {
+            path: self.path.clone(),
+            keys: self.flags.iter().map(|f| (f.key, f.line)).collect(),
+        }
+    }
+}
+
+/// Places errors found after the file was read (those involving several keys).
+pub struct Locator {
+    path: PathBuf,
+    keys: Vec<(&'static str, usize)>,
+}
+
+impl Locator {
+    /// Puts a validation error that names a flag in the file's terms: `FILE:LINE: key 'k': ...`
+    /// for the first flag it mentions that the file sets.
+    pub fn locate(&self, error: &str) -> String {
+        let error = error.trim_start_matches("error: ");
+        for (key, line) in &self.keys {
+            let flag = format!("--{}", key.replace('_', "-"));
+            if error.contains(&flag) {
+                return format!("{}:{line}: key '{key}': {error}", self.path.display());
+            }
+        }
+        format!("{}: {error}", self.path.display())
     }
 }
 
@@ -402,7 +461,7 @@ group = "default"
         )
         .unwrap_or_else(|e| panic!("{e:?}"));
         let args: Vec<String> = f
-            .flag_args
+            .args_under(&[])
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();

@@ -39,6 +39,8 @@ pub enum SourceError {
     Io(io::Error),
     Eof,
     Chunk(ChunkError),
+    /// A chunked body grew past the size limit the caller gave.
+    TooLarge,
 }
 
 /// Where a body goes: the destination socket, and bytes waiting to be written to it
@@ -94,12 +96,14 @@ impl<'a> Outbox<'a> {
 }
 
 /// Sends what is pending in `out`, then the body. A chunked body is re-chunked when
-/// `rechunk` is true and de-chunked (data only) otherwise.
+/// `rechunk` is true and de-chunked (data only) otherwise, and refused once its data passes
+/// `limit` bytes (0: no limit; a Content-Length body is checked before it is sent).
 pub async fn transfer(
     src: &mut Peer,
     out: &mut Outbox<'_>,
     body: BodyIn,
     rechunk: bool,
+    limit: u64,
     relay: &Relay,
     decoder: &mut ChunkedDecoder,
 ) -> Result<(), BodyError> {
@@ -119,7 +123,7 @@ pub async fn transfer(
             out.flush().await?;
             out.copy(relay, src, None).await
         }
-        BodyIn::Chunked => dechunk(src, out, rechunk, relay, decoder).await,
+        BodyIn::Chunked => dechunk(src, out, rechunk, limit, relay, decoder).await,
     }
 }
 
@@ -127,10 +131,12 @@ async fn dechunk(
     src: &mut Peer,
     out: &mut Outbox<'_>,
     rechunk: bool,
+    limit: u64,
     relay: &Relay,
     decoder: &mut ChunkedDecoder,
 ) -> Result<(), BodyError> {
     decoder.reset();
+    let mut total: u64 = 0;
     loop {
         let (used, event) = decoder
             .feed(src.buffered())
@@ -140,6 +146,10 @@ async fn dechunk(
                 // Each chunk is moved whole in this arm, so every Data event starts a chunk,
                 // and the chunk goes out with the same size (extensions dropped).
                 src.consume(used);
+                total = total.saturating_add(len);
+                if limit > 0 && total > limit {
+                    return Err(BodyError::Source(SourceError::TooLarge));
+                }
                 if rechunk {
                     encode_chunk_size(len, out.pending);
                 }

@@ -202,6 +202,7 @@ pub async fn exchange(
         &mut out,
         resp_body,
         rechunk,
+        0,
         &shard.relay,
         &mut s.decoder,
     )
@@ -218,6 +219,10 @@ pub async fn exchange(
             BodyError::Source(SourceError::Chunk(c)) => {
                 ProxyError::new(ErrorKind::BadResponseBody(c))
             }
+            // Responses are relayed without a size limit (0), so this does not happen.
+            BodyError::Source(SourceError::TooLarge) => ProxyError::new(ErrorKind::BadResponse(
+                ResponseError::Malformed("response body over limit"),
+            )),
             BodyError::Dest(e) => ProxyError::client_io(e),
         };
         e.response_started = response_started;
@@ -291,7 +296,17 @@ async fn send_body(
         .stream
         .set_read_timeout(Some(cfg.client_body_timeout));
     let mut out = Outbox::new(&mut conn.peer.stream, &mut s.out);
-    let r = transfer(client, &mut out, body, true, &shard.relay, &mut s.decoder).await;
+    let limit = shard.config.client_max_body_size;
+    let r = transfer(
+        client,
+        &mut out,
+        body,
+        true,
+        limit,
+        &shard.relay,
+        &mut s.decoder,
+    )
+    .await;
     let _ = client.stream.set_read_timeout(None);
     r.map_err(|err| match err {
         BodyError::Source(SourceError::Io(e)) if e.kind() == io::ErrorKind::TimedOut => {
@@ -301,6 +316,7 @@ async fn send_body(
         BodyError::Source(SourceError::Io(e)) => ProxyError::client_io(e),
         BodyError::Source(SourceError::Eof) => ProxyError::new(ErrorKind::ClientEof),
         BodyError::Source(SourceError::Chunk(c)) => ProxyError::new(ErrorKind::BadRequestBody(c)),
+        BodyError::Source(SourceError::TooLarge) => ProxyError::new(ErrorKind::BodyTooLarge),
         BodyError::Dest(e) => ProxyError::backend_io(e),
     })
 }
