@@ -53,6 +53,10 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer_addr: SocketAddr) {
                 shard.stats.count_error(&e);
                 error_response_with(429, true, false, b"", &mut s.out);
                 let _ = client.write_all(&s.out).await;
+                s.log.begin_unparsed();
+                s.log.status = 429;
+                s.log.bytes = s.out.len() as u64;
+                s.log.emit(&shard.access_log, client_ip);
                 return;
             }
         }
@@ -82,41 +86,49 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer_addr: SocketAddr) {
                 }
             }
             Ok(false) => return,
-            Err(e) => Err(e),
-        };
-        // Log phase: one line per request, answered or not.
-        if let Err(e) = &result {
-            if !e.response_started {
-                // nginx's 499: the client went away before an answer.
-                s.log.status = e.status().unwrap_or(499);
+            Err(e) => {
+                // A head that could not be parsed is still a request to log, with "-" for
+                // what could not be read.
+                s.log.begin_unparsed();
+                Err(e)
             }
+        };
+        let e = match result {
+            Ok(next) => {
+                // Log phase: one line per request, answered or not.
+                s.log.emit(&shard.access_log, client_ip);
+                match next {
+                    Next::KeepAlive => continue,
+                    Next::Close => return,
+                }
+            }
+            Err(e) => e,
+        };
+        shard.stats.count_error(&e);
+        log::debug!("{peer_addr}: {e}");
+        if e.response_started {
+            // A clean close could pass for the end of a close-delimited body: a reset
+            // tells the client the message is incomplete.
+            reset_on_close(&client.stream);
+        }
+        if let Some(status) = e.status() {
+            s.out.clear();
+            // RFC 9110 §9.3.2: no content in a response to HEAD. `s.req` is the
+            // failed request once its request line was parsed; before that,
+            // parse_request cleared it and the method is not Head.
+            let head_request = s.req.method == Method::Head;
+            s.norm.clear();
+            e.extra_headers(&mut s.norm);
+            error_response_with(status, true, head_request, &s.norm, &mut s.out);
+            let _ = client.write_all(&s.out).await;
+            s.log.bytes += s.out.len() as u64;
+        }
+        if !e.response_started {
+            // nginx's 499: the client went away before an answer.
+            s.log.status = e.status().unwrap_or(499);
         }
         s.log.emit(&shard.access_log, client_ip);
-        match result {
-            Ok(Next::KeepAlive) => {}
-            Ok(Next::Close) => return,
-            Err(e) => {
-                shard.stats.count_error(&e);
-                log::debug!("{peer_addr}: {e}");
-                if e.response_started {
-                    // A clean close could pass for the end of a close-delimited body: a reset
-                    // tells the client the message is incomplete.
-                    reset_on_close(&client.stream);
-                }
-                if let Some(status) = e.status() {
-                    s.out.clear();
-                    // RFC 9110 §9.3.2: no content in a response to HEAD. `s.req` is the
-                    // failed request once its request line was parsed; before that,
-                    // parse_request cleared it and the method is not Head.
-                    let head_request = s.req.method == Method::Head;
-                    s.norm.clear();
-                    e.extra_headers(&mut s.norm);
-                    error_response_with(status, true, head_request, &s.norm, &mut s.out);
-                    let _ = client.write_all(&s.out).await;
-                }
-                return;
-            }
-        }
+        return;
     }
 }
 

@@ -64,6 +64,22 @@ impl Record {
         self.user_agent = field(b"user-agent").map(|v| push(v, &mut self.head));
     }
 
+    /// Starts a record for a request whose head could not be parsed (or was not read).
+    pub fn begin_unparsed(&mut self) {
+        self.status = 0;
+        self.bytes = 0;
+        self.upstream = None;
+        self.upstream_time = None;
+        self.user = None;
+        self.started = Some(Instant::now());
+        self.version = None;
+        self.head.clear();
+        self.method = 0..0;
+        self.target = 0..0;
+        self.referer = None;
+        self.user_agent = None;
+    }
+
     /// Writes the line, if the log is on and a request was begun.
     pub fn emit(&mut self, log: &ShardLog, client: IpAddr) {
         let Some(started) = self.started.take() else {
