@@ -14,6 +14,7 @@
 //! - **Bounded lines.** Each untrusted field is cut at a named limit (marked with `...`), so a
 //!   line always fits one shard buffer whatever the client sent.
 
+use crate::http1::date::{civil_from_days, two_digits};
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -411,31 +412,6 @@ fn push_padded(out: &mut Vec<u8>, mut n: u64, width: usize) {
         n /= 10;
     }
     out.extend_from_slice(&digits[at..]);
-}
-
-fn two_digits(out: &mut [u8], n: u64) {
-    out[0] = b'0' + (n / 10) as u8;
-    out[1] = b'0' + (n % 10) as u8;
-}
-
-/// (year, month 1-12, day 1-31) of the proleptic Gregorian calendar for `days` since
-/// 1970-01-01: Howard Hinnant's `civil_from_days`, for non-negative days only, as in
-/// `http1::date` (duplicated so that this module stands alone; it is a dozen lines).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    /// Days from 0000-03-01 to 1970-01-01.
-    const EPOCH_SHIFT: u64 = 719_468;
-    /// Days in a 400-year era.
-    const ERA_DAYS: u64 = 146_097;
-    let z = days + EPOCH_SHIFT;
-    let era = z / ERA_DAYS;
-    let doe = z % ERA_DAYS; // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365], from March 1st
-    let mp = (5 * doy + 2) / 153; // [0, 11], March = 0
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = era * 400 + yoe + u64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

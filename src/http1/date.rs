@@ -99,7 +99,7 @@ fn format(secs: u64) -> [u8; IMF_FIXDATE_LEN] {
     d
 }
 
-fn two_digits(out: &mut [u8], n: u64) {
+pub(crate) fn two_digits(out: &mut [u8], n: u64) {
     out[0] = b'0' + (n / 10) as u8;
     out[1] = b'0' + (n % 10) as u8;
 }
@@ -108,7 +108,7 @@ fn two_digits(out: &mut [u8], n: u64) {
 /// `days` since 1970-01-01: Howard Hinnant's `civil_from_days`, for
 /// non-negative days only. It counts in 400-year eras starting on March 1st,
 /// so that the leap day is the last day of its (shifted) year.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
+pub(crate) fn civil_from_days(days: u64) -> (u64, u64, u64) {
     /// Days from 0000-03-01 to 1970-01-01.
     const EPOCH_SHIFT: u64 = 719_468;
     /// Days in a 400-year era.

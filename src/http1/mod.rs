@@ -9,7 +9,7 @@
 mod chunk_line;
 mod chunked;
 mod connection;
-mod date;
+pub(crate) mod date;
 mod encode;
 mod framing;
 mod host;
