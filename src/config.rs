@@ -73,12 +73,12 @@ pub struct Args {
     pub backlog: u32,
 
     /// Size of one relay buffer, a power of two from 1KiB to 16MiB. Bodies move through these.
-    #[arg(long, value_name = "SIZE", default_value = "16KiB", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "64KiB", value_parser = parse_size)]
     pub buffer_size: usize,
 
     /// Relay buffers per shard (at most 16384); memory for bodies is cores x this x
     /// --buffer-size, fixed at start.
-    #[arg(long, value_name = "N", default_value_t = 256, value_parser = positive_usize)]
+    #[arg(long, value_name = "N", default_value_t = 128, value_parser = positive_usize)]
     pub buffer_ring_size: usize,
 
     /// Most relay buffers one body transfer may hold at once (reads running ahead of writes);
@@ -279,12 +279,13 @@ pub enum RelayMode {
     Copy,
 }
 
-/// K: buffers one transfer may hold. Measured in docs/relay.md: 4 buffers of 16 KiB in flight
-/// reach the plateau; more only lets one transfer take more of the shared ring.
+/// K: buffers one transfer may hold (docs/relay.md): 4 of 64 KiB, 1/32 of the default ring of
+/// 128 (8 MiB per shard), so 32 stalled readers are needed to take every buffer; more per
+/// transfer only lets one transfer take more of the shared ring.
 pub const DEFAULT_MAX_BUFFERS_PER_TRANSFER: usize = 4;
 
 /// Bodies up to this size go through the copy engine (docs/relay.md has the measurement).
-pub const DEFAULT_RELAY_COPY_BELOW: &str = "16KiB";
+pub const DEFAULT_RELAY_COPY_BELOW: &str = "64KiB";
 
 /// Relay memory one shard may register (cores x this is the process total).
 const MAX_RELAY_MEMORY_PER_SHARD: usize = 1 << 30;

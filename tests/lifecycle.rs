@@ -16,7 +16,7 @@ fn startup_lines_are_printed_in_order() {
     assert_eq!(l.len(), 4, "{l:?}");
     // The relay memory line: cores x ring size x buffer size, with the engine in use.
     assert!(
-        l[0].starts_with("corelay: relay memory 4 MiB (1 shard x 256 buffers x 16 KiB), engine "),
+        l[0].starts_with("corelay: relay memory 8 MiB (1 shard x 128 buffers x 64 KiB), engine "),
         "{l:?}"
     );
     assert!(l[1].starts_with("corelay: metrics on 127.0.0.1:"), "{l:?}");

@@ -363,7 +363,7 @@ fn downloads_of_50_mib_arrive_byte_for_byte_with_length_and_chunked() {
         50 * MIB
     );
     assert_eq!(download(&mut r, "/big/100000"), 100_000);
-    free_back_to(&cr, 256.0);
+    free_back_to(&cr, 128.0); // the default --buffer-ring-size
     assert!(cr.metric("corelay_relay_buffers_in_use_max") <= 4.0);
 }
 
@@ -373,7 +373,7 @@ fn uploads_of_50_mib_arrive_byte_for_byte_with_length_and_chunked() {
     let cr = ring(&origin, &[]);
     assert_eq!(upload(cr.addr, 50 * MIB, false), format!("ok {}", 50 * MIB));
     assert_eq!(upload(cr.addr, 50 * MIB, true), format!("ok {}", 50 * MIB));
-    free_back_to(&cr, 256.0);
+    free_back_to(&cr, 128.0); // the default --buffer-ring-size
 }
 
 #[test]

@@ -12,13 +12,16 @@
 //!   `Done(res)` or `Orphaned`. A `Buf` dropped while its operation is in flight becomes
 //!   `Orphaned` and an `ASYNC_CANCEL` is submitted for it; the buffer goes back to the free
 //!   list only when its CQE arrives, because until then the kernel may still write into it.
-//! * Completions are reaped right after each submit (operations that complete inline, such
-//!   as a read with data already queued) and by [`BufferRing::drive`], one task per shard
-//!   that awaits an eventfd registered with `IORING_REGISTER_EVENTFD` through
-//!   glommio's own ring, so no thread ever polls.
+//! * Starting an operation only queues its SQE; the first wait on any result
+//!   ([`Buf::poll_result`]) flushes ([`BufferRing::flush`]): one `io_uring_enter` for
+//!   everything queued, then the completion queue is reaped at once (operations that complete
+//!   inline, such as a read with data already queued, never wait). The rest are reaped by
+//!   [`BufferRing::drive`], one task per shard that awaits an eventfd registered with
+//!   `IORING_REGISTER_EVENTFD` through glommio's own ring, so no thread ever polls.
 //!
-//! Timeouts are `IORING_OP_LINK_TIMEOUT`s linked to the operation: an operation that waits
-//! longer completes with `-ECANCELED`, which [`Buf::poll_result`] reports as `-ETIME`.
+//! Optional per-operation timeouts are `IORING_OP_LINK_TIMEOUT`s linked to the operation: an
+//! operation that waits longer completes with `-ECANCELED`, which [`Buf::poll_result`] reports
+//! as `-ETIME`. The relay does not use them (one timer per transfer is cheaper).
 //!
 //! Gauges ([`RingGauges`]) are written live by the ring (relaxed atomics, shard-local writer).
 
@@ -465,34 +468,12 @@ impl BufferRing {
     }
 }
 
-/// Builds the relay ring. Setup flags, measured in docs/relay.md: see [`SETUP`].
+/// Builds the relay ring. No setup flags: `SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG` works
+/// with the eventfd wake-up here (kernel 6.18: the eventfd fires when deferred work is queued,
+/// and the next flush runs it), but measured no better (docs/relay.md), and plain task work
+/// needs no enter to post completions.
 fn build_ring(entries: u32) -> io::Result<IoUring> {
-    let setup = std::env::var("CORELAY_RELAY_SETUP").unwrap_or_default();
-    let mut b = IoUring::builder();
-    b.setup_cqsize(entries * 2);
-    for f in setup.split(',') {
-        match f {
-            "single" => {
-                b.setup_single_issuer();
-            }
-            "coop" => {
-                b.setup_coop_taskrun();
-            }
-            "taskrun" => {
-                b.setup_taskrun_flag();
-            }
-            "defer" => {
-                b.setup_single_issuer()
-                    .setup_defer_taskrun()
-                    .setup_taskrun_flag();
-            }
-            "submitall" => {
-                b.setup_submit_all();
-            }
-            _ => {}
-        }
-    }
-    b.build(entries)
+    IoUring::builder().build(entries)
 }
 
 /// One `io_uring_enter` submitting what is queued (and running deferred completion work);
