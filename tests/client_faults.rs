@@ -597,7 +597,7 @@ fn client_disconnect_mid_upload_leaks_nothing() {
     eventually(
         Duration::from_secs(5),
         "the backend receives the start of the upload",
-        || be.connections() == 1 && be.received(0).len() > 0,
+        || be.connections() == 1 && !be.received(0).is_empty(),
     );
     eventually(
         Duration::from_secs(5),
