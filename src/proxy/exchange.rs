@@ -131,6 +131,9 @@ pub async fn exchange(
         } else {
             send_body(shard, client, &mut conn, body, s).await
         };
+        // The request is with the backend: unless pipelined bytes wait behind it, the client
+        // needs no buffer until the next request, however long the backend takes.
+        client.release_if_empty();
         let result = match sent {
             Ok(()) => read_response_head(&mut conn.peer, client, method, s).await,
             // A backend may refuse a body by answering before reading it (413, 401, ...) and

@@ -153,6 +153,15 @@ impl Peer {
         Ok(())
     }
 
+    /// Gives the buffer back to the shard when nothing is buffered: for a connection about to
+    /// wait a long time without reading (a client whose request is with a slow backend, a
+    /// backend connection going idle in the pool).
+    pub fn release_if_empty(&mut self) {
+        if self.start == self.end {
+            self.release();
+        }
+    }
+
     fn release(&mut self) {
         if !self.buf.is_empty() {
             self.pool.give(std::mem::take(&mut self.buf));

@@ -45,10 +45,11 @@ impl Pool {
     }
 
     /// Keeps a connection for reuse; the oldest idle one makes room when the list is full.
-    pub fn put(&self, backend: usize, peer: Peer, now: Instant) {
+    pub fn put(&self, backend: usize, mut peer: Peer, now: Instant) {
         if self.max_idle == 0 {
             return;
         }
+        peer.release_if_empty();
         let mut idle = self.idle.borrow_mut();
         let list = &mut idle[backend];
         if list.len() >= self.max_idle {
