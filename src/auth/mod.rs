@@ -268,6 +268,9 @@ pub enum Decision {
     Denied,
     /// 400, with a short reason for logs (never containing the credential).
     BadRequest(&'static str),
+    /// 503 with `Retry-After`: the shard's budget of password verifications is spent
+    /// (see [`VERIFICATIONS_PER_SECOND`]).
+    Throttled,
 }
 
 impl Decision {
@@ -278,6 +281,50 @@ impl Decision {
             Decision::Missing => Some(401),
             Decision::Denied => Some(403),
             Decision::BadRequest(_) => Some(400),
+            Decision::Throttled => Some(503),
+        }
+    }
+}
+
+/// Argon2 verifications (cache misses) a shard runs per second, at most. Each costs tens of
+/// milliseconds of the shard's CPU, time in which none of its other connections move, so a
+/// flood of wrong passwords would otherwise stall the core. Legitimate users need one
+/// verification per shard until the cache holds them; beyond the budget, cache misses get
+/// 503 with `Retry-After` while cached users keep passing.
+pub const VERIFICATIONS_PER_SECOND: u32 = 5;
+
+/// Tokens the verification budget can save up: a burst of new users after a start.
+const VERIFICATION_BURST: u32 = 10;
+
+/// A token bucket for password verifications.
+struct Budget {
+    per_second: Cell<f64>,
+    burst: Cell<f64>,
+    tokens: Cell<f64>,
+    at: Cell<std::time::Instant>,
+}
+
+impl Budget {
+    fn new() -> Budget {
+        Budget {
+            per_second: Cell::new(f64::from(VERIFICATIONS_PER_SECOND)),
+            burst: Cell::new(f64::from(VERIFICATION_BURST)),
+            tokens: Cell::new(f64::from(VERIFICATION_BURST)),
+            at: Cell::new(std::time::Instant::now()),
+        }
+    }
+
+    fn take(&self) -> bool {
+        let now = std::time::Instant::now();
+        let refill = now.duration_since(self.at.get()).as_secs_f64() * self.per_second.get();
+        let tokens = (self.tokens.get() + refill).min(self.burst.get());
+        self.at.set(now);
+        if tokens >= 1.0 {
+            self.tokens.set(tokens - 1.0);
+            true
+        } else {
+            self.tokens.set(tokens);
+            false
         }
     }
 }
@@ -310,6 +357,7 @@ struct Basic {
     verifications: Cell<u64>,
     /// Scratch for decoded credentials, reused between requests.
     decoded: RefCell<Vec<u8>>,
+    budget: Budget,
 }
 
 struct User {
@@ -463,6 +511,17 @@ impl Authorizer {
         self.strip.as_deref()
     }
 
+    /// Changes the verification budget (tests use a large one to count verifications, and a
+    /// small one to see throttling).
+    #[cfg(test)]
+    pub(crate) fn set_verification_budget(&self, per_second: u32, burst: u32) {
+        if let Scheme::Basic(b) = &self.scheme {
+            b.budget.per_second.set(f64::from(per_second));
+            b.budget.burst.set(f64::from(burst));
+            b.budget.tokens.set(f64::from(burst));
+        }
+    }
+
     /// Argon2 verifications run by this shard so far: basic-auth cache
     /// misses, successful or not (0 for other schemes). Each is tens of milliseconds
     /// of shard CPU, so a climbing count without new users is worth a
@@ -531,6 +590,7 @@ impl Basic {
             cache: RefCell::new(Cache::new(CACHE_CAPACITY)),
             verifications: Cell::new(0),
             decoded: RefCell::new(Vec::new()),
+            budget: Budget::new(),
         })
     }
 
@@ -557,6 +617,9 @@ impl Basic {
             return Decision::Allow {
                 user: Some(user.clone()),
             };
+        }
+        if !self.budget.take() {
+            return Decision::Throttled;
         }
         let user = self.users.iter().find(|u| u.name.as_bytes() == name);
         // An unknown user is verified against a real hash too, and denied

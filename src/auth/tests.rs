@@ -362,6 +362,7 @@ fn cache_hit_is_much_faster_than_a_verification() {
 #[test]
 fn failures_are_not_cached() {
     let a = basic(&[("ann", "pw")]);
+    a.set_verification_budget(1_000, 1_000);
     for i in 0..50 {
         let cred = format!("ann:guess{i}");
         assert_eq!(check(&a, &basic_header(cred.as_bytes())), Decision::Denied);
@@ -378,6 +379,22 @@ fn failures_are_not_cached() {
     check(&a, &basic_header(b"ann:x"));
     check(&a, &basic_header(b"ann:x"));
     assert_eq!(a.verifications(), 102);
+}
+
+#[test]
+fn password_verifications_are_budgeted_and_cached_users_still_pass() {
+    let a = basic(&[("ann", "pw")]);
+    a.set_verification_budget(1, 3);
+    // A cached user passes whatever the budget.
+    assert_eq!(check(&a, &basic_header(b"ann:pw")), allow(Some("ann")));
+    assert_eq!(check(&a, &basic_header(b"ann:x1")), Decision::Denied);
+    assert_eq!(check(&a, &basic_header(b"ann:x2")), Decision::Denied);
+    assert_eq!(check(&a, &basic_header(b"ann:x3")), Decision::Throttled);
+    assert_eq!(Decision::Throttled.status(), Some(503));
+    assert_eq!(a.verifications(), 3, "a throttled check runs no Argon2");
+    assert_eq!(check(&a, &basic_header(b"ann:pw")), allow(Some("ann")));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(check(&a, &basic_header(b"ann:x4")), Decision::Denied);
 }
 
 #[test]

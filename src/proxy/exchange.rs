@@ -66,6 +66,7 @@ pub async fn exchange(
             )))
         }
         Decision::Denied => return Err(ProxyError::new(ErrorKind::Forbidden)),
+        Decision::Throttled => return Err(ProxyError::new(ErrorKind::Overloaded)),
         Decision::BadRequest(why) => {
             return Err(ProxyError::new(ErrorKind::BadRequest(
                 RequestError::BadRequest(why),
