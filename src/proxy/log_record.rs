@@ -54,14 +54,10 @@ impl Record {
         let start = self.head.len();
         req.write_target(buf, &mut self.head);
         self.target = start..self.head.len();
-        let field = |name: &[u8]| {
-            req.headers
-                .iter()
-                .find(|h| h.name.get(buf).eq_ignore_ascii_case(name))
-                .map(|h| h.value.get(buf))
-        };
-        self.referer = field(b"referer").map(|v| push(v, &mut self.head));
-        self.user_agent = field(b"user-agent").map(|v| push(v, &mut self.head));
+        self.referer = req.header(buf, "referer").map(|v| push(v, &mut self.head));
+        self.user_agent = req
+            .header(buf, "user-agent")
+            .map(|v| push(v, &mut self.head));
     }
 
     /// Starts a record for a request whose head could not be parsed (or was not read).
