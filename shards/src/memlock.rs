@@ -109,3 +109,20 @@ mod tests {
         assert_eq!(describe(libc::RLIM_INFINITY), "unlimited");
     }
 }
+
+/// Lifts the `RLIMIT_NOFILE` soft limit to the hard one. Each shard's fixed-file table (its
+/// direct descriptors, one per connection) may be as large as this limit, and the kernel
+/// checks the soft one.
+pub fn raise_nofile_limit() {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: get/setrlimit with a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 && rl.rlim_cur < rl.rlim_max {
+            rl.rlim_cur = rl.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+        }
+    }
+}

@@ -11,6 +11,7 @@ use std::{
 };
 
 use crate::{
+    engine::{Conn, Engine, EngineConfig, EngineStats, RingGauges},
     listener::bind_listeners,
     shard::{self, ShardSetup},
     signal::ShutdownHandle,
@@ -33,10 +34,12 @@ pub struct ServerConfig {
     /// connections then wait in the kernel's backlog, and accepting resumes as connections
     /// close, so overload queues at the cheapest place instead of costing shard memory.
     pub max_connections: usize,
+    /// Each shard's network engine: relay buffers, head buffers, descriptor table.
+    pub engine: EngineConfig,
 }
 
 impl ServerConfig {
-    /// A config with backlog 1024 and a 5 s drain timeout.
+    /// A config with backlog 1024, a 5 s drain timeout and 64 relay buffers of 64 KiB.
     pub fn new(listen: SocketAddr, cpus: Vec<usize>) -> ServerConfig {
         ServerConfig {
             listen,
@@ -44,12 +47,13 @@ impl ServerConfig {
             backlog: 1024,
             drain_timeout: Duration::from_secs(5),
             max_connections: 0,
+            engine: EngineConfig::new(64, 64 * 1024),
         }
     }
 }
 
 /// What each shard's handler factory receives, on the shard's own thread.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ShardContext {
     /// Position of this shard, 0..number of shards.
     pub index: usize,
@@ -59,6 +63,8 @@ pub struct ShardContext {
     pub shutdown: Shutdown,
     /// The address all shards listen on (with the resolved port).
     pub local_addr: SocketAddr,
+    /// The shard's network engine: connect, relay, timers.
+    pub engine: Engine,
 }
 
 /// A shard as seen from outside it, for printing and metrics.
@@ -67,6 +73,9 @@ pub struct ShardInfo {
     pub index: usize,
     pub cpu: usize,
     pub stats: Arc<ShardStats>,
+    /// The shard's relay buffer gauges and engine counters, written by the shard.
+    pub gauges: Arc<RingGauges>,
+    pub engine: Arc<EngineStats>,
 }
 
 /// Running shards. Dropping it without [`join`](Server::join) triggers
@@ -95,9 +104,10 @@ impl Server {
     pub fn start<F, H, Fut>(config: ServerConfig, make_handler: F) -> io::Result<Server>
     where
         F: Fn(&ShardContext) -> H + Send + Sync + 'static,
-        H: Fn(glommio::net::TcpStream, SocketAddr) -> Fut + 'static,
+        H: Fn(Conn, SocketAddr) -> Fut + 'static,
         Fut: Future<Output = ()> + 'static,
     {
+        crate::memlock::raise_nofile_limit();
         let n = config.cpus.len();
         if n == 0 {
             return Err(io::Error::new(
@@ -116,10 +126,14 @@ impl Server {
         let mut shards = Vec::with_capacity(n);
         for (index, (&cpu, listener)) in config.cpus.iter().zip(fds).enumerate() {
             let stats = Arc::new(ShardStats::default());
+            let gauges = Arc::new(RingGauges::default());
+            let engine_stats = Arc::new(EngineStats::default());
             shards.push(ShardInfo {
                 index,
                 cpu,
                 stats: stats.clone(),
+                gauges: gauges.clone(),
+                engine: engine_stats.clone(),
             });
             setups.push(ShardSetup {
                 index,
@@ -130,6 +144,9 @@ impl Server {
                 wake: handle.remote_wake(index),
                 drain_timeout: config.drain_timeout,
                 max_connections: config.max_connections,
+                engine: config.engine.clone(),
+                gauges,
+                engine_stats,
                 make_handler: make_handler.clone(),
                 ready: ready_tx.clone(),
             });

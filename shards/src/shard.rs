@@ -9,23 +9,28 @@ use std::{
     future::Future,
     io,
     net::SocketAddr,
-    os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd},
+    os::fd::{AsRawFd, OwnedFd, RawFd},
     rc::Rc,
     sync::{atomic::Ordering::Relaxed, mpsc, Arc},
     time::Duration,
 };
 
 use futures_lite::future;
-use glommio::{net::TcpStream, GlommioError, LocalExecutorBuilder, Placement};
+use glommio::{GlommioError, LocalExecutorBuilder, Placement};
 
 use crate::{
-    event::LocalEvent, memlock, server::ShardContext, signal::RemoteWake, stats::ShardStats,
+    engine::{Acceptor, Conn, Engine, EngineConfig, EngineStats, RingGauges, ACCEPT_DEPTH},
+    event::LocalEvent,
+    memlock,
+    server::ShardContext,
+    signal::RemoteWake,
+    stats::ShardStats,
     Shutdown,
 };
 
-/// Pause after a failed accept. EMFILE/ENFILE leave the connection in the
+/// Pause after a failed accept. ENFILE/ENOMEM leave the connection in the
 /// backlog, so retrying at once would spin; a short pause lets handlers close
-/// fds meanwhile without making the listener look dead.
+/// connections meanwhile without making the listener look dead.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(25);
 
 /// Everything one shard thread needs, moved into it at spawn.
@@ -38,6 +43,9 @@ pub(crate) struct ShardSetup<F> {
     pub wake: RemoteWake,
     pub drain_timeout: Duration,
     pub max_connections: usize,
+    pub engine: EngineConfig,
+    pub gauges: Arc<RingGauges>,
+    pub engine_stats: Arc<EngineStats>,
     pub make_handler: Arc<F>,
     /// Reports once whether the shard came up, so `Server::start` can fail
     /// instead of leaving a silently dead shard.
@@ -48,7 +56,7 @@ pub(crate) struct ShardSetup<F> {
 pub(crate) fn run<F, H, Fut>(setup: ShardSetup<F>) -> io::Result<()>
 where
     F: Fn(&ShardContext) -> H,
-    H: Fn(TcpStream, SocketAddr) -> Fut + 'static,
+    H: Fn(Conn, SocketAddr) -> Fut + 'static,
     Fut: Future<Output = ()> + 'static,
 {
     let (index, cpu) = (setup.index, setup.cpu);
@@ -136,7 +144,7 @@ impl Drop for ConnGuard {
 async fn serve<F, H, Fut>(setup: ShardSetup<F>) -> io::Result<()>
 where
     F: Fn(&ShardContext) -> H,
-    H: Fn(TcpStream, SocketAddr) -> Fut + 'static,
+    H: Fn(Conn, SocketAddr) -> Fut + 'static,
     Fut: Future<Output = ()> + 'static,
 {
     let ShardSetup {
@@ -148,13 +156,22 @@ where
         wake,
         drain_timeout,
         max_connections,
+        engine,
+        gauges,
+        engine_stats,
         make_handler,
         ready,
     } = setup;
-    let listener_fd = listener.into_raw_fd();
-    // SAFETY: the fd is a bound, listening socket that we own; ownership
-    // passes to glommio's listener, which closes it on drop.
-    let listener = unsafe { glommio::net::TcpListener::from_raw_fd(listener_fd) };
+    let engine = match Engine::new(&engine, gauges, engine_stats) {
+        Ok(e) => e,
+        Err(e) => {
+            let e = io::Error::new(e.kind(), format!("shard {index} (CPU {cpu}): {e}"));
+            let _ = ready.send(Err(io::Error::new(e.kind(), e.to_string())));
+            return Err(e);
+        }
+    };
+    let driver = glommio::spawn_local(engine.clone().drive());
+    let listener_fd = listener.as_raw_fd();
     let shutdown = Shutdown::new();
     let ctx = ShardContext {
         index,
@@ -162,6 +179,7 @@ where
         stats: stats.clone(),
         shutdown: shutdown.clone(),
         local_addr,
+        engine: engine.clone(),
     };
     let handler = make_handler(&ctx);
     let _ = ready.send(Ok(()));
@@ -176,71 +194,79 @@ where
     });
     // The accept loop never ends by itself; the remote wake ends it, and
     // dropping its future cancels the in-flight accept.
+    let mut acceptor = Acceptor::new(&engine, listener_fd);
+    // Every client may need one backend socket: accept at most half the descriptor table.
+    let files_limit = (engine.files_capacity() / 2).max(1) as usize;
+    let limit = if max_connections > 0 {
+        max_connections.min(files_limit)
+    } else {
+        files_limit
+    };
     future::or(
-        accept_loop(index, &listener, &handler, &tracker, max_connections),
+        accept_loop(index, &mut acceptor, &engine, &handler, &tracker, limit),
         wake.wait(),
     )
     .await;
     // Close the listener before telling handlers: anything still in its
     // backlog is reset now rather than accepted by a shard that is leaving.
     stop_listening(listener_fd);
+    drop(acceptor);
     drop(listener);
     tracker.shutdown.trigger();
-    drain(index, &tracker, drain_timeout).await;
+    drain(index, &tracker, &engine, drain_timeout).await;
+    drop(handler);
+    drop(ctx);
+    engine.close();
+    driver.await;
     Ok(())
 }
 
 async fn accept_loop<H, Fut>(
     index: usize,
-    listener: &glommio::net::TcpListener,
+    acceptor: &mut Acceptor,
+    engine: &Engine,
     handler: &H,
     tracker: &Rc<Tracker>,
-    max_connections: usize,
+    limit: usize,
 ) where
-    H: Fn(TcpStream, SocketAddr) -> Fut,
+    H: Fn(Conn, SocketAddr) -> Fut,
     Fut: Future<Output = ()> + 'static,
 {
     let stats = &tracker.stats;
     loop {
-        if max_connections > 0 {
-            std::future::poll_fn(|cx| {
-                if (stats.connections_open.load(Relaxed) as usize) < max_connections {
-                    std::task::Poll::Ready(())
-                } else {
-                    tracker.accept_waker.set(Some(cx.waker().clone()));
-                    std::task::Poll::Pending
-                }
-            })
-            .await;
-        }
-        let stream = match listener.accept().await {
-            Ok(stream) => stream,
+        // Accepts in flight count against the limit, so it is never overshot; at the limit
+        // new connections wait in the kernel's backlog until one closes.
+        let room = std::future::poll_fn(|cx| {
+            let open = stats.connections_open.load(Relaxed) as usize;
+            let room = limit.saturating_sub(open + acceptor.in_flight());
+            if room > 0 || acceptor.in_flight() > 0 {
+                std::task::Poll::Ready(room)
+            } else {
+                tracker.accept_waker.set(Some(cx.waker().clone()));
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+        let depth = (acceptor.in_flight() + room).min(ACCEPT_DEPTH);
+        let conn = match acceptor.accept(depth).await {
+            Ok(conn) => conn,
             Err(e) => {
-                let e = io::Error::from(e);
                 if e.kind() == io::ErrorKind::ConnectionAborted {
                     // The client gave up while queued; nothing to fix here.
                     continue;
                 }
                 stats.accept_errors.fetch_add(1, Relaxed);
                 log::warn!("shard {index}: accept failed: {e}; retrying in {ACCEPT_BACKOFF:?}");
-                glommio::timer::sleep(ACCEPT_BACKOFF).await;
+                engine
+                    .sleep_until(std::time::Instant::now() + ACCEPT_BACKOFF)
+                    .await;
                 continue;
             }
         };
         stats.connections_accepted.fetch_add(1, Relaxed);
-        let peer = match stream.peer_addr() {
-            Ok(peer) => peer,
-            Err(e) => {
-                // Already reset by the peer; there is nobody to serve.
-                log::debug!("shard {index}: dropping accepted connection: peer_addr: {e}");
-                continue;
-            }
-        };
-        if let Err(e) = stream.set_nodelay(true) {
-            log::debug!("shard {index}: TCP_NODELAY on {peer}: {e}");
-        }
+        let peer = conn.peer_addr();
         let guard = ConnGuard::new(tracker);
-        let conn = handler(stream, peer);
+        let conn = handler(conn, peer);
         let abort = tracker.abort.clone();
         glommio::spawn_local(async move {
             let _guard = guard;
@@ -251,7 +277,7 @@ async fn accept_loop<H, Fut>(
 }
 
 /// Waits until every connection has closed or `timeout` passes.
-async fn drain(index: usize, tracker: &Tracker, timeout: Duration) {
+async fn drain(index: usize, tracker: &Tracker, engine: &Engine, timeout: Duration) {
     let open = tracker.stats.connections_open.load(Relaxed);
     if open == 0 {
         return;
@@ -263,7 +289,7 @@ async fn drain(index: usize, tracker: &Tracker, timeout: Duration) {
             true
         },
         async {
-            glommio::timer::sleep(timeout).await;
+            engine.sleep_until(std::time::Instant::now() + timeout).await;
             false
         },
     )
@@ -282,13 +308,13 @@ async fn drain(index: usize, tracker: &Tracker, timeout: Duration) {
 
 /// Takes the listening socket out of the LISTEN state.
 ///
-/// Closing our fd is not enough: the io_uring accept we just cancelled still
+/// Closing our fd is not enough: an io_uring accept being cancelled still
 /// holds a reference to the socket until the kernel processes the
 /// cancellation, and until then the kernel keeps completing handshakes into
 /// the backlog of a shard that will never accept them. shutdown(2) on a
 /// listening socket stops it at once, whoever else holds a reference.
 fn stop_listening(fd: RawFd) {
-    // SAFETY: fd is the listener we still own (glommio's wrapper is alive).
+    // SAFETY: fd is the listener we still own.
     if unsafe { libc::shutdown(fd, libc::SHUT_RDWR) } != 0 {
         log::debug!("shutdown(listener): {}", io::Error::last_os_error());
     }

@@ -1,8 +1,7 @@
 //! RLIMIT_MEMLOCK handling. A separate test binary (so a separate process)
 //! because it changes the process-wide limit.
 
-use glommio::net::TcpStream;
-use shards::{online_cpus, raise_memlock_limit, Server, ServerConfig};
+use shards::{online_cpus, raise_memlock_limit, Conn, Server, ServerConfig};
 
 fn set_soft_limit(bytes: u64) {
     let mut lim = libc::rlimit {
@@ -22,7 +21,7 @@ fn start() -> std::io::Result<Server> {
         "127.0.0.1:0".parse().unwrap(),
         vec![online_cpus().unwrap()[0]],
     );
-    Server::start(config, |_ctx| |_stream: TcpStream, _peer| async {})
+    Server::start(config, |_ctx| |_conn: Conn, _peer| async {})
 }
 
 #[test]

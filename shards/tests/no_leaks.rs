@@ -5,8 +5,7 @@
 use std::{io::Write, net::TcpStream as StdStream, time::Duration};
 
 use futures_lite::AsyncReadExt;
-use glommio::net::TcpStream;
-use shards::{online_cpus, Server, ServerConfig};
+use shards::{online_cpus, Conn, Server, ServerConfig};
 
 /// Targets of this process's open fds, e.g. "socket:[123]".
 fn open_fds() -> Vec<String> {
@@ -35,8 +34,8 @@ fn start_stop_cycles_leak_no_sockets_or_rings() {
         // Waits for one byte, ignoring shutdown, so idle connections are
         // only closed by the drain timeout.
         let server = Server::start(config, |_ctx| {
-            |mut stream: TcpStream, _peer| async move {
-                let _ = stream.read(&mut [0u8; 1]).await;
+            |mut conn: Conn, _peer| async move {
+                let _ = conn.recv(&mut [0u8; 1]).await;
             }
         })
         .unwrap();

@@ -13,9 +13,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
-use shards::{online_cpus, Server, ServerConfig, ShardContext, Shutdown, StatsSnapshot};
+use futures_lite::future;
+use shards::{online_cpus, Conn, Server, ServerConfig, ShardContext, Shutdown, StatsSnapshot};
 
 /// Two CPUs for two shards; on a one-CPU machine both shards share it,
 /// which the server allows (only `select_cpus` insists on distinct CPUs).
@@ -30,7 +29,7 @@ fn config(drain_timeout: Duration) -> ServerConfig {
         cpus: two_cpus(),
         backlog: 128,
         drain_timeout,
-        max_connections: 0,
+        ..ServerConfig::new("127.0.0.1:0".parse().unwrap(), two_cpus())
     }
 }
 
@@ -57,25 +56,26 @@ fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 /// the way a keep-alive HTTP handler closes idle connections.
 fn echo_handler(
     ctx: &ShardContext,
-) -> impl Fn(TcpStream, SocketAddr) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+) -> impl Fn(Conn, SocketAddr) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
     let shutdown = ctx.shutdown.clone();
     // Rc state is fine: the handler never leaves its shard.
     let served = Rc::new(Cell::new(0u64));
     move |stream, _peer| Box::pin(echo(stream, shutdown.clone(), served.clone()))
 }
 
-async fn echo(mut stream: TcpStream, shutdown: Shutdown, served: Rc<Cell<u64>>) {
+async fn echo(mut conn: Conn, shutdown: Shutdown, served: Rc<Cell<u64>>) {
     served.set(served.get() + 1);
-    let mut buf = [0u8; 1024];
+    let mut buf = vec![0u8; 1024];
     loop {
-        let read = future::or(async { Some(stream.read(&mut buf).await) }, async {
+        let read = future::or(async { Some(conn.recv(&mut buf).await) }, async {
             shutdown.wait().await;
             None
         })
         .await;
         match read {
             Some(Ok(n)) if n > 0 => {
-                if stream.write_all(&buf[..n]).await.is_err() {
+                let out = buf[..n].to_vec();
+                if conn.send(out).await.0.is_err() {
                     return;
                 }
             }
@@ -194,8 +194,8 @@ fn drain_timeout_drops_stuck_connections() {
         // Ignores shutdown and waits for a request that never comes. (It
         // must wait on real I/O: a task that registers no waker anywhere,
         // like future::pending(), is dropped by glommio right away.)
-        |mut stream: TcpStream, _peer| async move {
-            let _ = stream.read(&mut [0u8; 1]).await;
+        |mut conn: Conn, _peer| async move {
+            let _ = conn.recv(&mut [0u8; 1]).await;
         }
     })
     .unwrap();
@@ -237,7 +237,7 @@ fn handler_factory_runs_once_per_shard_on_its_cpu() {
         assert_ne!(ctx.local_addr.port(), 0);
         // The thread is pinned to exactly the shard's CPU.
         assert_eq!(current_affinity(), vec![ctx.cpu]);
-        |_stream: TcpStream, _peer| async {}
+        |_conn: Conn, _peer| async {}
     })
     .unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 2);
@@ -267,7 +267,7 @@ fn panicking_factory_fails_start() {
         if ctx.index == 1 {
             panic!("no backends for shard 1");
         }
-        |_stream: TcpStream, _peer| async {}
+        |_conn: Conn, _peer| async {}
     })
     .err()
     .expect("start must fail");
@@ -282,7 +282,7 @@ fn panicking_factory_fails_start() {
 fn bad_cpu_fails_start() {
     let mut cfg = config(Duration::from_secs(1));
     cfg.cpus = vec![online_cpus().unwrap()[0], 1000];
-    let err = Server::start(cfg, |_ctx| |_stream: TcpStream, _peer| async {})
+    let err = Server::start(cfg, |_ctx| |_conn: Conn, _peer| async {})
         .err()
         .expect("start must fail");
     let msg = err.to_string();
@@ -294,7 +294,7 @@ fn bind_error_surfaces_before_any_thread() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mut cfg = config(Duration::from_secs(1));
     cfg.listen = taken.local_addr().unwrap();
-    let err = Server::start(cfg, |_ctx| |_stream: TcpStream, _peer| async {})
+    let err = Server::start(cfg, |_ctx| |_conn: Conn, _peer| async {})
         .err()
         .expect("start must fail");
     assert_eq!(err.kind(), ErrorKind::AddrInUse, "{err}");
@@ -304,7 +304,7 @@ fn bind_error_surfaces_before_any_thread() {
 fn empty_cpu_list_is_rejected() {
     let mut cfg = config(Duration::from_secs(1));
     cfg.cpus.clear();
-    let err = Server::start(cfg, |_ctx| |_stream: TcpStream, _peer| async {})
+    let err = Server::start(cfg, |_ctx| |_conn: Conn, _peer| async {})
         .err()
         .expect("start must fail");
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
