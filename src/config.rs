@@ -86,13 +86,14 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_BUFFERS_PER_TRANSFER, value_parser = positive_usize)]
     pub max_buffers_per_transfer: usize,
 
-    /// Body relay engine: `ring` (registered buffers on a per-shard io_uring), `copy` (one
-    /// buffer, recv/send), or `auto` (ring where the kernel supports it, else copy with a warning).
+    /// Body relay engine. Only `ring` exists since the shard engine (registered buffers on the
+    /// shard's io_uring); `auto` is kept as its synonym so existing command lines work.
     #[arg(long, value_name = "MODE", value_enum, default_value_t = RelayMode::Auto)]
     pub relay: RelayMode,
 
-    /// Bodies (or chunks) of at most this many bytes use the copy engine even when the ring
-    /// engine is on; 0 sends everything through the ring.
+    /// No effect since the copy engine was removed: every body streams through the relay
+    /// buffers, and bytes that arrived with a head go out with the next head in one send.
+    /// Accepted (with a warning) so existing command lines and files keep working.
     #[arg(long, value_name = "SIZE", default_value = DEFAULT_RELAY_COPY_BELOW, value_parser = parse_size_or_zero)]
     pub relay_copy_below: usize,
 
@@ -276,7 +277,6 @@ pub struct RouteConfig {
 pub enum RelayMode {
     Auto,
     Ring,
-    Copy,
 }
 
 /// K: buffers one transfer may hold (docs/relay.md): 4 of 64 KiB, 1/32 of the default ring of
@@ -284,8 +284,13 @@ pub enum RelayMode {
 /// transfer only lets one transfer take more of the shared ring.
 pub const DEFAULT_MAX_BUFFERS_PER_TRANSFER: usize = 4;
 
-/// Bodies up to this size go through the copy engine (docs/relay.md has the measurement).
+/// The retired `--relay-copy-below` default (the flag has no effect, see its help).
 pub const DEFAULT_RELAY_COPY_BELOW: &str = "64KiB";
+
+/// The retired `--relay-copy-below` default, in bytes, to tell whether one was given.
+pub fn retired_copy_below() -> u64 {
+    parse_size(DEFAULT_RELAY_COPY_BELOW).expect("valid default") as u64
+}
 
 /// Relay memory one shard may register (cores x this is the process total).
 const MAX_RELAY_MEMORY_PER_SHARD: usize = 1 << 30;
@@ -765,8 +770,10 @@ mod tests {
             assert!(e.contains(flag), "{extra:?}: {e}");
             assert!(!e.contains('\n'), "{extra:?}: {e}");
         }
-        let c = run_of(with(&["--relay", "copy", "--relay-copy-below", "0"]));
-        assert_eq!(c.relay, RelayMode::Copy);
+        let e = err_of(&with(&["--relay", "copy"]));
+        assert!(e.contains("--relay"), "{e}");
+        let c = run_of(with(&["--relay", "ring", "--relay-copy-below", "0"]));
+        assert_eq!(c.relay, RelayMode::Ring);
         assert_eq!(c.relay_copy_below, 0);
         let c = run_of(base);
         assert_eq!(c.relay, RelayMode::Auto);

@@ -35,6 +35,11 @@ impl Running {
     }
 }
 
+/// The shard engine's sizing for a configuration: the relay buffers it names.
+pub fn engine_config(config: &Config) -> shards::EngineConfig {
+    shards::EngineConfig::new(config.buffer_ring_size, config.buffer_size)
+}
+
 /// Binds every listener and starts one shard per configured CPU.
 pub fn run(config: Config) -> std::io::Result<Running> {
     let config = Arc::new(config);
@@ -57,6 +62,7 @@ pub fn run(config: Config) -> std::io::Result<Running> {
         backlog: config.backlog,
         drain_timeout: config.drain_timeout,
         max_connections: config.max_connections_per_core,
+        engine: engine_config(&config),
     };
     let format = match config.access_log_format {
         config::LogFormat::Combined => access_log::Format::Combined,
@@ -85,6 +91,8 @@ pub fn run(config: Config) -> std::io::Result<Running> {
                     cpu: s.cpu,
                     shard: s.stats.clone(),
                     proxy: proxy_stats[s.index].clone(),
+                    relay: s.gauges.clone(),
+                    engine: s.engine.clone(),
                 })
                 .collect();
             metrics::spawn(listener, shards)?;

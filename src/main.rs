@@ -4,10 +4,10 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use corelay::config::{Action, RelayMode};
+use corelay::config::Action;
 
 fn main() -> ExitCode {
-    let mut config = match corelay::config::parse_args(std::env::args_os()) {
+    let config = match corelay::config::parse_args(std::env::args_os()) {
         Ok(Action::Run(c)) => *c,
         Ok(Action::Print(text)) => {
             print!("{text}");
@@ -36,48 +36,41 @@ fn main() -> ExitCode {
     let signals = block_shutdown_signals();
 
     // glommio pins an I/O arena per executor; where the limit is too low it only skips
-    // registering it, so for glommio alone a failure here is a warning. The relay ring's
-    // registered buffers are pinned too: if the limit cannot be raised and registering them
-    // then fails, that is an error naming the limit (with CAP_IPC_LOCK nothing is charged
+    // registering it, so for glommio alone a failure here is a warning. The shard engine's
+    // registered relay buffers are pinned too: if the limit cannot be raised and registering
+    // them then fails, that is an error naming the limit (with CAP_IPC_LOCK nothing is charged
     // to the limit and registration succeeds anyway).
     let shards_n = config.cpus.len() as u64;
     let relay_memory = shards_n * config.buffer_ring_size as u64 * config.buffer_size as u64;
-    let uses_ring = config.relay != RelayMode::Copy;
-    let wanted = GLOMMIO_IO_MEMORY * shards_n + if uses_ring { relay_memory } else { 0 };
+    let wanted = GLOMMIO_IO_MEMORY * shards_n + relay_memory;
     let memlock = shards::raise_memlock_limit(wanted).err();
-    match corelay::relay::preflight(&mut config) {
-        Ok(None) => {
-            // Registration worked regardless (e.g. CAP_IPC_LOCK): nothing to fix.
-            if let Some(e) = memlock {
-                log::debug!("{e}");
+    // Each shard's descriptor table is sized from this limit.
+    shards::raise_nofile_limit();
+    // The kernel floor: one engine built here, before any shard, so that a missing io_uring
+    // feature is one line naming it rather than a failed shard.
+    if let Err(e) = shards::probe(&corelay::engine_config(&config)) {
+        match memlock {
+            Some(m) if e.contains("RLIMIT_MEMLOCK") || e.contains("memory") => {
+                eprintln!("error: {e}; {m}")
             }
+            _ => eprintln!("error: {e}"),
         }
-        Ok(Some(warning)) => match memlock {
-            Some(e) => {
-                eprintln!("error: {e} (or run with --relay copy)");
-                return ExitCode::FAILURE;
-            }
-            None => log::warn!("{warning}"),
-        },
-        Err(e) => {
-            match memlock {
-                Some(m) => eprintln!("error: {e}; {m}"),
-                None => eprintln!("error: {e}"),
-            }
-            return ExitCode::FAILURE;
-        }
+        return ExitCode::FAILURE;
+    }
+    if let Some(e) = memlock {
+        // Registration worked regardless (e.g. CAP_IPC_LOCK): nothing to fix.
+        log::debug!("{e}");
+    }
+    if config.relay_copy_below != corelay::config::retired_copy_below() {
+        log::warn!("--relay-copy-below has no effect since the copy engine was removed");
     }
     let relay_line = format!(
-        "corelay: relay memory {} ({} shard{} x {} buffers x {}), engine {}",
+        "corelay: relay memory {} ({} shard{} x {} buffers x {}), engine ring",
         mib(relay_memory),
         shards_n,
         if shards_n == 1 { "" } else { "s" },
         config.buffer_ring_size,
         kib(config.buffer_size as u64),
-        match config.relay {
-            RelayMode::Copy => "copy",
-            _ => "ring",
-        }
     );
 
     let running = match corelay::run(config) {

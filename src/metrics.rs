@@ -22,8 +22,6 @@ pub struct ProxyStats {
     pub backend_reuses: AtomicU64,
     pub backend_retries: AtomicU64,
     pub backend_idle: AtomicU64,
-    /// The shard's buffer ring writes these itself, live (`shards::ring`).
-    pub relay: Arc<shards::RingGauges>,
 }
 
 impl ProxyStats {
@@ -52,6 +50,9 @@ pub struct ShardMetrics {
     pub cpu: usize,
     pub shard: Arc<shards::ShardStats>,
     pub proxy: Arc<ProxyStats>,
+    /// The shard engine writes these itself, live (`shards::engine`).
+    pub relay: Arc<shards::RingGauges>,
+    pub engine: Arc<shards::EngineStats>,
 }
 
 /// One metric: name, Prometheus type, and how to read it from a shard.
@@ -60,7 +61,7 @@ type Row = (&'static str, &'static str, fn(&ShardMetrics) -> u64);
 /// Renders every shard's counters in the Prometheus text format.
 pub fn render(shards: &[ShardMetrics], out: &mut String) {
     use std::fmt::Write as _;
-    let rows: [Row; 16] = [
+    let rows: [Row; 21] = [
         ("corelay_connections_open", "gauge", |m| {
             m.shard.snapshot().connections_open
         }),
@@ -95,19 +96,34 @@ pub fn render(shards: &[ShardMetrics], out: &mut String) {
             load(&m.proxy.backend_idle)
         }),
         ("corelay_relay_buffers_free", "gauge", |m| {
-            load(&m.proxy.relay.free)
+            load(&m.relay.free)
         }),
         ("corelay_relay_buffers_total", "gauge", |m| {
-            load(&m.proxy.relay.total)
+            load(&m.relay.total)
         }),
         ("corelay_relay_buffers_in_use_max", "gauge", |m| {
-            load(&m.proxy.relay.transfer_max)
+            load(&m.relay.transfer_max)
         }),
         ("corelay_relay_buffers_out_max", "gauge", |m| {
-            load(&m.proxy.relay.out_max)
+            load(&m.relay.out_max)
         }),
         ("corelay_relay_orphaned_ops_total", "counter", |m| {
-            load(&m.proxy.relay.orphaned)
+            load(&m.relay.orphaned)
+        }),
+        ("corelay_engine_enters_total", "counter", |m| {
+            load(&m.engine.enters)
+        }),
+        ("corelay_engine_parks_total", "counter", |m| {
+            load(&m.engine.parks)
+        }),
+        ("corelay_engine_no_buffer_retries_total", "counter", |m| {
+            load(&m.engine.no_buffers)
+        }),
+        ("corelay_engine_descriptors_open", "gauge", |m| {
+            load(&m.engine.files_open)
+        }),
+        ("corelay_engine_head_buffers_held", "gauge", |m| {
+            load(&m.engine.head_buffers_out)
         }),
     ];
     for (name, kind, get) in rows {

@@ -289,7 +289,9 @@ async fn drain(index: usize, tracker: &Tracker, engine: &Engine, timeout: Durati
             true
         },
         async {
-            engine.sleep_until(std::time::Instant::now() + timeout).await;
+            engine
+                .sleep_until(std::time::Instant::now() + timeout)
+                .await;
             false
         },
     )

@@ -4,7 +4,6 @@
 
 use std::{io::Write, net::TcpStream as StdStream, time::Duration};
 
-use futures_lite::AsyncReadExt;
 use shards::{online_cpus, Conn, Server, ServerConfig};
 
 /// Targets of this process's open fds, e.g. "socket:[123]".

@@ -4,12 +4,12 @@
 use std::io;
 use std::time::Instant;
 
-use glommio::net::TcpStream;
+use shards::Conn;
 
 use super::balancer::InFlight;
 use super::error::{ErrorKind, ProxyError};
 use super::peer::Peer;
-use super::{GroupState, Shard};
+use super::shard::{GroupState, Shard};
 
 /// A connection to one backend, with where it came from.
 pub struct BackendConn<'s> {
@@ -52,17 +52,14 @@ pub async fn connect<'s>(
             }
         }
         let addr = group.balancer.addr(backend);
-        match TcpStream::connect_timeout(addr, cfg.backend_connect_timeout).await {
-            Ok(stream) => {
+        match connect_one(shard, addr).await {
+            Ok(mut conn) => {
                 group.balancer.mark_up(backend);
                 shard.stats.inc(&shard.stats.backend_connects);
-                // Errors here only mean the socket is already broken; the first read or write
-                // reports that properly.
-                let _ = stream.set_nodelay(true);
-                let _ = stream.set_read_timeout(Some(cfg.backend_response_timeout));
-                let _ = stream.set_write_timeout(Some(cfg.backend_response_timeout));
+                conn.set_read_timeout(Some(cfg.backend_response_timeout));
+                conn.set_write_timeout(Some(cfg.backend_response_timeout));
                 return Ok(BackendConn {
-                    peer: Peer::new(stream, shard.head_buffer_max, shard.head_buffers.clone()),
+                    peer: Peer::new(conn, shard.head_buffer_max, shard.head_buffers.clone()),
                     group,
                     backend,
                     reused: false,
@@ -70,7 +67,6 @@ pub async fn connect<'s>(
                 });
             }
             Err(e) => {
-                let e = io::Error::from(e);
                 log::warn!("backend {addr}: connect failed: {e}");
                 shard.stats.inc(&shard.stats.backend_connect_errors);
                 group.balancer.mark_down(backend, Instant::now());
@@ -84,4 +80,22 @@ pub async fn connect<'s>(
     } else {
         ErrorKind::Connect(e)
     }))
+}
+
+/// One connect. When the shard's descriptor table is full (`ENFILE`), idle pooled
+/// connections are what can give: close one and try again, so that a full table never turns
+/// into a 502 for a client that is already connected (accepting stops at half the table, so
+/// there is always room once idle ones go).
+async fn connect_one(shard: &Shard, addr: std::net::SocketAddr) -> io::Result<Conn> {
+    let timeout = shard.config.backend_connect_timeout;
+    loop {
+        match Conn::connect(&shard.engine, addr, timeout).await {
+            Err(e) if e.raw_os_error() == Some(libc::ENFILE) => {
+                if !shard.groups.iter().any(|g| g.pool.evict_one()) {
+                    return Err(e);
+                }
+            }
+            r => return r,
+        }
+    }
 }

@@ -7,12 +7,13 @@
 
 use std::io;
 
-use futures_lite::AsyncWriteExt;
-use glommio::net::TcpStream;
+use shards::Conn;
 
-use super::peer::Peer;
+use super::error::{ErrorKind, ProxyError, Side};
+use super::peer::{self, Peer};
 use crate::http1::{
-    encode_chunk_size, encode_last_chunk, Chunk, ChunkError, ChunkedDecoder, CHUNK_DATA_END,
+    encode_chunk_size, encode_last_chunk, Chunk, ChunkError, ChunkedDecoder, ResponseError,
+    CHUNK_DATA_END,
 };
 use crate::relay::{Relay, RelayError};
 
@@ -34,6 +35,50 @@ pub enum BodyError {
     Dest(io::Error),
 }
 
+impl BodyError {
+    /// The error a failed body transfer is, given which side its bytes came `from`: that
+    /// side's faults are its own (a stalled client body is a 408, like a slow head); a
+    /// failed write is the other side's.
+    pub fn into_proxy(self, from: Side) -> ProxyError {
+        let own = |e: io::Error| match from {
+            Side::Client => ProxyError::client_io(e),
+            Side::Backend => ProxyError::backend_io(e),
+        };
+        let other = |e: io::Error| match from {
+            Side::Client => ProxyError::backend_io(e),
+            Side::Backend => ProxyError::client_io(e),
+        };
+        match (self, from) {
+            (BodyError::Source(SourceError::Io(e)), Side::Client)
+                if e.kind() == io::ErrorKind::TimedOut =>
+            {
+                ProxyError::new(ErrorKind::HeaderTimeout)
+            }
+            (BodyError::Source(SourceError::Io(e)), _) => own(e),
+            (BodyError::Source(SourceError::Eof), Side::Client) => {
+                ProxyError::new(ErrorKind::ClientEof)
+            }
+            (BodyError::Source(SourceError::Eof), Side::Backend) => {
+                ProxyError::new(ErrorKind::BackendClosed)
+            }
+            (BodyError::Source(SourceError::Chunk(c)), Side::Client) => {
+                ProxyError::new(ErrorKind::BadRequestBody(c))
+            }
+            (BodyError::Source(SourceError::Chunk(c)), Side::Backend) => {
+                ProxyError::new(ErrorKind::BadResponseBody(c))
+            }
+            (BodyError::Source(SourceError::TooLarge), Side::Client) => {
+                ProxyError::new(ErrorKind::BodyTooLarge)
+            }
+            // Responses are relayed without a size limit (0), so this does not happen.
+            (BodyError::Source(SourceError::TooLarge), Side::Backend) => ProxyError::new(
+                ErrorKind::BadResponse(ResponseError::Malformed("response body over limit")),
+            ),
+            (BodyError::Dest(e), _) => other(e),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum SourceError {
     Io(io::Error),
@@ -46,7 +91,7 @@ pub enum SourceError {
 /// Where a body goes: the destination socket, and bytes waiting to be written to it
 /// (usually the encoded head, which goes out with the first body bytes in one write).
 pub struct Outbox<'a> {
-    pub dst: &'a mut TcpStream,
+    pub dst: &'a mut Conn,
     pub pending: &'a mut Vec<u8>,
     /// Set once anything was written: from then on the destination has seen part of the
     /// message, and a failure can only be reported by cutting the connection.
@@ -56,7 +101,7 @@ pub struct Outbox<'a> {
 }
 
 impl<'a> Outbox<'a> {
-    pub fn new(dst: &'a mut TcpStream, pending: &'a mut Vec<u8>) -> Outbox<'a> {
+    pub fn new(dst: &'a mut Conn, pending: &'a mut Vec<u8>) -> Outbox<'a> {
         Outbox {
             dst,
             pending,
@@ -69,7 +114,7 @@ impl<'a> Outbox<'a> {
         if !self.pending.is_empty() {
             self.wrote = true;
             self.sent += self.pending.len() as u64;
-            let r = self.dst.write_all(self.pending).await;
+            let r = peer::send(self.dst, self.pending).await;
             self.pending.clear();
             r.map_err(BodyError::Dest)?;
         }
@@ -83,7 +128,7 @@ impl<'a> Outbox<'a> {
         len: Option<u64>,
     ) -> Result<(), BodyError> {
         self.wrote = true;
-        match relay.copy(&mut src.stream, self.dst, len).await {
+        match relay.copy(&mut src.conn, self.dst, len).await {
             Ok(n) => {
                 self.sent += n;
                 Ok(())

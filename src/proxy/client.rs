@@ -6,18 +6,16 @@
 //! to [`exchange`]. Pipelined requests are served in order from the same buffer.
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_lite::future;
-use glommio::net::TcpStream;
-use glommio::timer::Timer;
+use shards::Conn;
 
 use super::error::{ErrorKind, ProxyError};
 use super::exchange::{answer_locally, exchange, Next};
 use super::peer::Peer;
-use super::{Scratch, Shard};
+use super::shard::{Scratch, Shard};
 use crate::http1::{
     error_response_with, normalize_request_version, parse_request, ForwardInfo, Method,
     RequestError,
@@ -25,9 +23,9 @@ use crate::http1::{
 use crate::proxy_protocol::{self, Header, Parsed};
 
 /// Serves one client connection until it closes, fails, times out or the shard drains.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer_addr: SocketAddr) {
-    let _ = stream.set_write_timeout(Some(shard.config.send_timeout));
-    let mut client = Peer::new(stream, shard.head_buffer_max, shard.head_buffers.clone());
+pub async fn serve(shard: Rc<Shard>, mut conn: Conn, peer_addr: SocketAddr) {
+    conn.set_write_timeout(Some(shard.config.send_timeout));
+    let mut client = Peer::new(conn, shard.head_buffer_max, shard.head_buffers.clone());
     let accepted = Instant::now();
     let cfg = &shard.config;
     // Behind an L4 balancer the real client comes in the PROXY header, read under the same
@@ -52,7 +50,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer_addr: SocketAddr) {
                 let e = ProxyError::new(ErrorKind::TooManyConnections);
                 shard.stats.count_error(&e);
                 error_response_with(429, true, false, b"", &mut s.out);
-                let _ = client.write_all(&s.out).await;
+                let _ = client.send(&mut s.out).await;
                 s.log.begin_unparsed();
                 s.log.status = 429;
                 s.log.bytes = s.out.len() as u64;
@@ -109,7 +107,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer_addr: SocketAddr) {
         if e.response_started {
             // A clean close could pass for the end of a close-delimited body: a reset
             // tells the client the message is incomplete.
-            reset_on_close(&client.stream);
+            client.conn.reset_on_close();
         }
         if let Some(status) = e.status() {
             s.out.clear();
@@ -120,7 +118,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer_addr: SocketAddr) {
             s.norm.clear();
             e.extra_headers(&mut s.norm);
             error_response_with(status, true, head_request, &s.norm, &mut s.out);
-            let _ = client.write_all(&s.out).await;
+            let _ = client.send(&mut s.out).await;
             s.log.bytes += s.out.len() as u64;
         }
         if !e.response_started {
@@ -154,22 +152,13 @@ async fn read_head(
         if shard.shutdown.is_triggered() {
             return Ok(false);
         }
-        let read = future::or(
-            async { Wait::Read(client.fill().await) },
-            future::or(
-                async {
-                    sleep_until(idle_deadline).await;
-                    Wait::Timeout
-                },
-                async {
-                    shard.shutdown.wait().await;
-                    Wait::Timeout
-                },
-            ),
-        )
+        let read = future::or(client.fill_until(idle_deadline), async {
+            shard.shutdown.wait().await;
+            Ok(None)
+        })
         .await;
         match read {
-            Wait::Read(Ok(n)) if n > 0 => {}
+            Ok(Some(n)) if n > 0 => {}
             _ => return Ok(false),
         }
     }
@@ -191,47 +180,12 @@ async fn read_head(
                 RequestError::HeaderTooLarge,
             )));
         }
-        let read = future::or(async { Wait::Read(client.fill().await) }, async {
-            sleep_until(deadline).await;
-            Wait::Timeout
-        })
-        .await;
-        match read {
-            Wait::Read(Ok(0)) => return Ok(false),
-            Wait::Read(Ok(_)) => {}
-            Wait::Read(Err(e)) => return Err(ProxyError::client_io(e)),
-            Wait::Timeout => return Err(ProxyError::new(ErrorKind::HeaderTimeout)),
+        match client.fill_until(deadline).await {
+            Ok(Some(0)) => return Ok(false),
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(ProxyError::new(ErrorKind::HeaderTimeout)),
+            Err(e) => return Err(ProxyError::client_io(e)),
         }
-    }
-}
-
-enum Wait {
-    Read(std::io::Result<usize>),
-    Timeout,
-}
-
-async fn sleep_until(deadline: Instant) {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left > Duration::ZERO {
-        Timer::new(left).await;
-    }
-}
-
-/// Makes the coming close send RST instead of FIN (SO_LINGER with a zero timeout).
-fn reset_on_close(stream: &TcpStream) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: setsockopt on a socket fd we own, with a correctly sized linger struct.
-    unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
     }
 }
 
@@ -250,13 +204,8 @@ async fn read_proxy_header(client: &mut Peer, deadline: Instant) -> Option<Heade
                 return None;
             }
         }
-        let read = future::or(async { Wait::Read(client.fill().await) }, async {
-            sleep_until(deadline).await;
-            Wait::Timeout
-        })
-        .await;
-        match read {
-            Wait::Read(Ok(n)) if n > 0 => {}
+        match client.fill_until(deadline).await {
+            Ok(Some(n)) if n > 0 => {}
             _ => return None,
         }
     }

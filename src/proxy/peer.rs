@@ -6,15 +6,16 @@
 //!
 //! The buffer is borrowed from the shard's [`HeadBuffers`] and given back whenever the peer
 //! waits for bytes with nothing buffered: a keep-alive client between requests, or a backend
-//! that takes seconds to answer, then holds no buffer at all. That is what lets one core keep
-//! 10,000 slow requests in flight in a few tens of MiB.
+//! that takes seconds to answer, then holds no buffer at all (the engine's receive picks a
+//! kernel-provided buffer only when bytes arrive, see `shards::engine::conn`). That is what
+//! lets one core keep 10,000 slow requests in flight in a few MiB.
 
 use std::cell::RefCell;
 use std::io;
 use std::rc::Rc;
+use std::time::Instant;
 
-use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
+use shards::Conn;
 
 /// The size of a pooled head buffer. Almost every request and response head fits in it.
 pub const HEAD_BUFFER: usize = 4 * 1024;
@@ -45,7 +46,7 @@ impl HeadBuffers {
 }
 
 pub struct Peer {
-    pub stream: TcpStream,
+    pub conn: Conn,
     /// Empty (no allocation) while nothing is buffered and the peer is waiting.
     buf: Vec<u8>,
     start: usize,
@@ -56,9 +57,9 @@ pub struct Peer {
 }
 
 impl Peer {
-    pub fn new(stream: TcpStream, max: usize, pool: HeadBuffers) -> Peer {
+    pub fn new(conn: Conn, max: usize, pool: HeadBuffers) -> Peer {
         Peer {
-            stream,
+            conn,
             buf: Vec::new(),
             start: 0,
             end: 0,
@@ -93,40 +94,30 @@ impl Peer {
 
     /// Reads more bytes after the buffered ones. Returns 0 at EOF. Makes room first by moving
     /// the unconsumed bytes to the front, then by growing the buffer up to `max`. While no
-    /// bytes are buffered and none are ready, waits without holding a buffer.
+    /// bytes are buffered, waits without holding a buffer. Honours the connection's read
+    /// timeout (`TimedOut`).
     pub async fn fill(&mut self) -> io::Result<usize> {
-        self.make_room()?;
-        let ready = future::poll_once(self.stream.read(&mut self.buf[self.end..])).await;
-        match ready {
-            Some(n) => {
-                let n = n?;
-                self.end += n;
-                Ok(n)
-            }
-            None if self.start == self.end => {
-                // Nothing buffered and nothing ready: give the buffer back and wait with a
-                // one-byte read (a plain read honours the stream's read timeout), then take a
-                // buffer again for the byte and whatever else is ready.
-                self.release();
-                let mut first = [0u8; 1];
-                if self.stream.read(&mut first).await? == 0 {
-                    return Ok(0);
-                }
-                self.make_room()?;
-                self.buf[0] = first[0];
-                self.end = 1;
-                if let Some(more) = future::poll_once(self.stream.read(&mut self.buf[1..])).await {
-                    self.end += more?;
-                }
-                Ok(self.end)
-            }
-            None => {
-                // Part of a head is buffered: keep the buffer and wait on it.
-                let n = self.stream.read(&mut self.buf[self.end..]).await?;
-                self.end += n;
-                Ok(n)
-            }
+        if self.start == self.end {
+            self.release();
         }
+        if self.conn.wait_data().await? == 0 {
+            return Ok(0);
+        }
+        self.make_room()?;
+        let n = self.conn.take_into(&mut self.buf[self.end..]);
+        self.end += n;
+        Ok(n)
+    }
+
+    /// [`fill`](Self::fill) with an absolute deadline: `Ok(None)` once it passes. The wait
+    /// stays armed in the engine, so nothing is lost when the deadline wins.
+    pub async fn fill_until(&mut self, deadline: Instant) -> io::Result<Option<usize>> {
+        let sleep = self.conn.engine().sleep_until(deadline);
+        futures_lite::future::or(async { self.fill().await.map(Some) }, async {
+            sleep.await;
+            Ok(None)
+        })
+        .await
     }
 
     fn make_room(&mut self) -> io::Result<()> {
@@ -168,9 +159,18 @@ impl Peer {
         }
     }
 
-    pub async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes).await
+    /// Sends all of `out` (the kernel owns the bytes meanwhile; the vector comes back).
+    pub async fn send(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        send(&mut self.conn, out).await
     }
+}
+
+/// Sends all of `out` on `conn` and puts the vector back in place, so its capacity is reused:
+/// no allocation per message.
+pub async fn send(conn: &mut Conn, out: &mut Vec<u8>) -> io::Result<()> {
+    let (r, back) = conn.send(std::mem::take(out)).await;
+    *out = back;
+    r
 }
 
 impl Drop for Peer {

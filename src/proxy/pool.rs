@@ -7,7 +7,6 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use super::peer::Peer;
@@ -37,7 +36,7 @@ impl Pool {
         let mut idle = self.idle.borrow_mut();
         let list = &mut idle[backend];
         while let Some(entry) = list.pop_back() {
-            if now.duration_since(entry.since) < self.idle_timeout && is_alive(&entry.peer) {
+            if now.duration_since(entry.since) < self.idle_timeout && entry.peer.conn.is_quiet() {
                 return Some(entry.peer);
             }
         }
@@ -50,6 +49,10 @@ impl Pool {
             return;
         }
         peer.release_if_empty();
+        // A receive stays armed while the connection idles: a close or stray bytes complete
+        // it at once, and `take` sees that without a syscall. An alive connection's armed
+        // receive then carries its next response.
+        peer.conn.arm();
         let mut idle = self.idle.borrow_mut();
         let list = &mut idle[backend];
         if list.len() >= self.max_idle {
@@ -81,22 +84,22 @@ impl Pool {
     }
 }
 
-/// A pooled connection is alive when reading from it would block: EOF, stray bytes or an
-/// error all mean the backend closed it or broke the protocol, so it must not carry a
-/// request. This check is not only about dead connections (which the retry of idempotent
-/// requests would cover): bytes a backend sent unasked while the connection sat idle would
-/// otherwise be taken as the response to the next request, someone else's. It costs one
-/// non-blocking `recv` per reuse.
-fn is_alive(peer: &Peer) -> bool {
-    let mut byte = 0u8;
-    // SAFETY: recv into a valid one-byte buffer on a socket fd we own.
-    let r = unsafe {
-        libc::recv(
-            peer.stream.as_raw_fd(),
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    r < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+/// A pooled connection is only reused while it is quiet (`Conn::is_quiet`): EOF, stray bytes
+/// or an error all mean the backend closed it or broke the protocol, so it must not carry a
+/// request. This is not only about dead connections (which the retry of idempotent requests
+/// would cover): bytes a backend sent unasked while the connection sat idle would otherwise
+/// be taken as the response to the next request, someone else's.
+impl Pool {
+    /// Closes the oldest idle connection of any backend; false if none is idle.
+    pub fn evict_one(&self) -> bool {
+        let mut idle = self.idle.borrow_mut();
+        let oldest = idle
+            .iter_mut()
+            .filter(|l| !l.is_empty())
+            .min_by_key(|l| l.front().map(|e| e.since));
+        match oldest {
+            Some(list) => list.pop_front().is_some(),
+            None => false,
+        }
+    }
 }

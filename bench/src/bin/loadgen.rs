@@ -15,7 +15,10 @@
 //!
 //! The last line printed is `loadgen: key=value ...` for the driver; `client_cpu_pct` is
 //! this process's CPU time over wall time (100 = one core busy): when it stays well below
-//! the cores it was given, the client was not the bottleneck.
+//! the cores it was given, the client was not the bottleneck. `done_per_s` lists the
+//! completions in each second after the start; with `--steady-from A --steady-to B`,
+//! `steady_done` counts the completions at A <= t < B seconds after the start and
+//! `steady_rps` = steady_done / (B - A), a rate that leaves the ramp-up out.
 
 use std::cell::RefCell;
 use std::io;
@@ -68,6 +71,12 @@ struct Args {
     /// Host header value.
     #[arg(long, default_value = "bench")]
     host: String,
+    /// Start (seconds after the start) of the window whose completions give `steady_rps`.
+    #[arg(long, requires = "steady_to")]
+    steady_from: Option<f64>,
+    /// End (seconds after the start, exclusive) of the `steady_rps` window.
+    #[arg(long, requires = "steady_from")]
+    steady_to: Option<f64>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -83,6 +92,8 @@ struct Totals {
     counts: Counts,
     hist: Histogram<u64>,
     last_done: Instant,
+    steady_done: u64,
+    per_s: Vec<u64>,
 }
 
 fn main() {
@@ -129,6 +140,8 @@ fn main() {
     let mut counts = Counts::default();
     let mut hist = new_hist();
     let mut last = start;
+    let mut steady_done = 0u64;
+    let mut per_s: Vec<u64> = Vec::new();
     for h in handles {
         let t = h.join().expect("loadgen thread");
         counts.ok += t.counts.ok;
@@ -138,6 +151,13 @@ fn main() {
         counts.bytes += t.counts.bytes;
         hist.add(&t.hist).ok();
         last = last.max(t.last_done);
+        steady_done += t.steady_done;
+        if per_s.len() < t.per_s.len() {
+            per_s.resize(t.per_s.len(), 0);
+        }
+        for (i, n) in t.per_s.iter().enumerate() {
+            per_s[i] += n;
+        }
     }
     let elapsed = last.duration_since(start).as_secs_f64().max(1e-9);
     let wall = start.elapsed().as_secs_f64();
@@ -150,10 +170,22 @@ fn main() {
             hist.value_at_quantile(q)
         }
     };
+    let steady = match (args.steady_from, args.steady_to) {
+        (Some(a), Some(b)) if b > a => format!(
+            " steady_done={steady_done} steady_rps={:.1}",
+            steady_done as f64 / (b - a)
+        ),
+        _ => String::new(),
+    };
+    let per_s = per_s
+        .iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     println!(
         "loadgen: requests={done} errors={} connect_errors={} non2xx={} elapsed_s={elapsed:.4} \
          rps={:.1} p50_us={} p90_us={} p99_us={} p999_us={} max_us={} mean_us={:.0} \
-         bytes={} client_cpu_pct={:.1}",
+         bytes={} client_cpu_pct={:.1}{steady} done_per_s={per_s}",
         counts.errors,
         counts.connect_errors,
         counts.non2xx,
@@ -192,6 +224,13 @@ struct Shared {
     last_done: Instant,
     /// Requests this thread may still start (when --requests was given).
     budget: Option<u64>,
+    /// Set when all threads start; completion times are counted from it.
+    start: Instant,
+    /// The `--steady-from/--steady-to` window, and its completions.
+    steady: Option<(Duration, Duration)>,
+    steady_done: u64,
+    /// Completions per second since `start`.
+    per_s: Vec<u64>,
 }
 
 async fn run_thread(
@@ -208,6 +247,16 @@ async fn run_thread(
         hist: new_hist(),
         last_done: Instant::now(),
         budget: reqs,
+        start: Instant::now(),
+        steady: match (args.steady_from, args.steady_to) {
+            (Some(a), Some(b)) => Some((
+                Duration::from_secs_f64(a.max(0.0)),
+                Duration::from_secs_f64(b.max(0.0)),
+            )),
+            _ => None,
+        },
+        steady_done: 0,
+        per_s: Vec::new(),
     }));
     // Connect phase, bounded concurrency.
     let mut streams: Vec<Option<TcpStream>> = Vec::with_capacity(conns);
@@ -231,6 +280,7 @@ async fn run_thread(
     barrier.wait();
     barrier.wait();
     let start = *start_at.get().expect("start time set before go");
+    shared.borrow_mut().start = start;
     let deadline = match reqs {
         Some(_) => start + Duration::from_secs(3600),
         None => start + Duration::from_secs_f64(args.duration),
@@ -250,6 +300,8 @@ async fn run_thread(
         counts: s.counts,
         hist: s.hist,
         last_done: s.last_done,
+        steady_done: s.steady_done,
+        per_s: s.per_s,
     }
 }
 
@@ -321,6 +373,17 @@ async fn conn_loop(
                 }
                 s.counts.bytes += bytes;
                 s.last_done = s.last_done.max(now);
+                let since = now.saturating_duration_since(s.start);
+                if let Some((a, b)) = s.steady {
+                    if since >= a && since < b {
+                        s.steady_done += 1;
+                    }
+                }
+                let sec = since.as_secs() as usize;
+                if s.per_s.len() <= sec {
+                    s.per_s.resize(sec + 1, 0);
+                }
+                s.per_s[sec] += 1;
                 if keep_alive {
                     stream = Some(conn);
                 }

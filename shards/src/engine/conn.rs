@@ -74,13 +74,10 @@ static LINGER_RESET: libc::linger = libc::linger {
 pub(crate) fn setsockopt_sqe<T>(fd: u32, level: i32, name: i32, val: &'static T) -> squeue::Entry {
     let mut cmd = [0u8; 16];
     cmd[..8].copy_from_slice(&(val as *const T as u64).to_ne_bytes());
-    let mut sqe = opcode::UringCmd16::new(
-        types::Fixed(fd),
-        SOCKET_URING_OP_SETSOCKOPT,
-    )
-    .cmd(cmd)
-    .addr(Some((level as u32 as u64) | ((name as u32 as u64) << 32)))
-    .build();
+    let mut sqe = opcode::UringCmd16::new(types::Fixed(fd), SOCKET_URING_OP_SETSOCKOPT)
+        .cmd(cmd)
+        .addr(Some((level as u32 as u64) | ((name as u32 as u64) << 32)))
+        .build();
     // SAFETY: `squeue::Entry` is `repr(C)` around the 64-byte `io_uring_sqe`; `optlen` is
     // the u32 at offset 44 (the `splice_fd_in`/`file_index` union).
     unsafe {
@@ -193,10 +190,14 @@ impl Conn {
     /// Arms a receive if none is armed, so that the peer's next bytes or close are seen.
     pub fn arm(&mut self) {
         if self.armed.is_none() && self.ready.is_none() && self.ended.is_none() {
-            let sqe = opcode::Recv::new(types::Fixed(self.fd), std::ptr::null_mut(), HEAD_BUFFER_SIZE as u32)
-                .buf_group(Group::Head as u16)
-                .build()
-                .flags(squeue::Flags::BUFFER_SELECT);
+            let sqe = opcode::Recv::new(
+                types::Fixed(self.fd),
+                std::ptr::null_mut(),
+                HEAD_BUFFER_SIZE as u32,
+            )
+            .buf_group(Group::Head as u16)
+            .build()
+            .flags(squeue::Flags::BUFFER_SELECT);
             self.armed = Some(self.engine.start(sqe, Kind::Recv(Group::Head), Hold::None));
         }
     }
@@ -261,7 +262,10 @@ impl Conn {
             self.armed = None;
             if res == -libc::ENOBUFS {
                 // Every head buffer was taken in this turn; they come back within it.
-                self.engine.stats().no_buffers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.engine
+                    .stats()
+                    .no_buffers
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 continue;
             }
             if res <= 0 {
@@ -312,7 +316,9 @@ impl Conn {
         while off < len {
             // SAFETY: `ptr..ptr+len` is the Vec's heap memory, owned by the slot (`hold`)
             // until the completion, so it stays valid even if this future is dropped.
-            let r = self.send_raw(unsafe { ptr.add(off) }, len - off, hold).await;
+            let r = self
+                .send_raw(unsafe { ptr.add(off) }, len - off, hold)
+                .await;
             match r {
                 Ok((n, h)) => {
                     hold = h;
@@ -344,7 +350,12 @@ impl Conn {
         Ok(())
     }
 
-    async fn send_raw(&mut self, ptr: *const u8, len: usize, hold: Hold) -> io::Result<(usize, Hold)> {
+    async fn send_raw(
+        &mut self,
+        ptr: *const u8,
+        len: usize,
+        hold: Hold,
+    ) -> io::Result<(usize, Hold)> {
         let sqe = opcode::Send::new(types::Fixed(self.fd), ptr, len as u32)
             .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
             .build();

@@ -53,7 +53,10 @@ impl Acceptor {
     pub async fn accept(&mut self, depth: usize) -> io::Result<Conn> {
         let depth = depth.clamp(1, ACCEPT_DEPTH);
         while self.pending.len() < depth {
-            let mut addr = self.spare.pop().unwrap_or_else(|| Box::new(SockAddr::empty()));
+            let mut addr = self
+                .spare
+                .pop()
+                .unwrap_or_else(|| Box::new(SockAddr::empty()));
             addr.len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             let sqe = opcode::Accept::new(
                 types::Fd(self.listener),

@@ -461,7 +461,9 @@ impl Engine {
             log::error!("engine: io_uring_enter failed: {e}");
         }
         let reaped = self.reap();
-        if std::env::var_os("ENGINE_TRACE").is_some() { eprintln!("turn queued={queued} reaped={reaped}"); }
+        if std::env::var_os("ENGINE_TRACE").is_some() {
+            eprintln!("turn queued={queued} reaped={reaped}");
+        }
         let fired = self.inner.wheel.borrow_mut().advance(Instant::now());
         queued > 0 || reaped > 0 || fired > 0
     }
@@ -603,7 +605,11 @@ impl Engine {
     }
 
     pub(crate) fn take_queue(&self) -> std::collections::VecDeque<relay::Filled> {
-        self.inner.relay_queues.borrow_mut().pop().unwrap_or_default()
+        self.inner
+            .relay_queues
+            .borrow_mut()
+            .pop()
+            .unwrap_or_default()
     }
 
     pub(crate) fn give_queue(&self, mut q: std::collections::VecDeque<relay::Filled>) {

@@ -31,7 +31,9 @@ const CAUSES: &str = "if the kernel is new enough, io_uring may be disabled \
 /// saying what is missing otherwise. Run once before the shards start.
 pub fn probe(config: &EngineConfig) -> Result<(), String> {
     let gauges = Arc::new(RingGauges::default());
-    build(config, gauges, Arc::default()).map(drop).map_err(|e| e.to_string())
+    build(config, gauges, Arc::default())
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 fn missing(what: &str, since: &str) -> io::Error {
@@ -123,9 +125,12 @@ pub(crate) fn build(
         }
     }
     let ring_index = register_ring_fd(&ring)?;
-    ring.submitter()
-        .register_files_sparse(files)
-        .map_err(|e| io::Error::new(e.kind(), format!("io_uring: a fixed-file table of {files} entries: {e}")))?;
+    ring.submitter().register_files_sparse(files).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("io_uring: a fixed-file table of {files} entries: {e}"),
+        )
+    })?;
     stats.files_total.store(files as u64, Relaxed);
     let head_out = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let bufs = Bufs::new(
@@ -215,7 +220,10 @@ fn check_setsockopt(ring: &mut IoUring) -> io::Result<()> {
     }
     let fd = res as u32;
     let res = submit_one(ring, nodelay_sqe(fd).user_data(2))?;
-    let _ = submit_one(ring, opcode::Close::new(types::Fixed(fd)).build().user_data(3));
+    let _ = submit_one(
+        ring,
+        opcode::Close::new(types::Fixed(fd)).build().user_data(3),
+    );
     if res < 0 {
         return Err(missing(
             "setsockopt on a direct descriptor (SOCKET_URING_OP_SETSOCKOPT)",
@@ -227,7 +235,8 @@ fn check_setsockopt(ring: &mut IoUring) -> io::Result<()> {
 
 fn submit_one(ring: &mut IoUring, sqe: io_uring::squeue::Entry) -> io::Result<i32> {
     // SAFETY: the SQE points at nothing, or at statics.
-    unsafe { ring.submission().push(&sqe) }.map_err(|_| io::Error::other("submission queue full"))?;
+    unsafe { ring.submission().push(&sqe) }
+        .map_err(|_| io::Error::other("submission queue full"))?;
     ring.submit_and_wait(1)?;
     let cqe = ring
         .completion()

@@ -144,8 +144,15 @@ pub async fn relay(
         if t.writing.is_none() {
             if let Some(f) = t.filled.pop_front() {
                 // SAFETY: the transfer owns buffer `bid`; off..len is inside it.
-                let ptr = unsafe { engine.inner().bufs.addr(Group::Relay, f.bid).add(f.off as usize) };
-                let sqe = opcode::WriteFixed::new(types::Fixed(dfd), ptr, f.len - f.off, f.bid).build();
+                let ptr = unsafe {
+                    engine
+                        .inner()
+                        .bufs
+                        .addr(Group::Relay, f.bid)
+                        .add(f.off as usize)
+                };
+                let sqe =
+                    opcode::WriteFixed::new(types::Fixed(dfd), ptr, f.len - f.off, f.bid).build();
                 let idx = engine.start(sqe, Kind::WriteRelay(f.bid), Hold::None);
                 t.writing = Some(Writing {
                     idx,
@@ -161,7 +168,9 @@ pub async fn relay(
         // Whichever completes first; or the earliest deadline of the operations in flight.
         let due = [
             t.reading.and_then(|(_, s)| rto.map(|d| (s + d, true))),
-            t.writing.as_ref().and_then(|w| wto.map(|d| (w.since + d, false))),
+            t.writing
+                .as_ref()
+                .and_then(|w| wto.map(|d| (w.since + d, false))),
         ]
         .into_iter()
         .flatten()
@@ -227,7 +236,10 @@ pub async fn relay(
             }
             Ev::Read(res, flags) => {
                 if res == -libc::ENOBUFS {
-                    engine.stats().no_buffers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    engine
+                        .stats()
+                        .no_buffers
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     starved = true;
                     continue;
                 }

@@ -1,0 +1,204 @@
+//! The respond phases: read the response head (relaying 1xx), choose the client-side
+//! framing, relay the body, and give the backend connection back to the pool. Also the
+//! answers corelay gives itself as the final recipient (TRACE / OPTIONS with
+//! `Max-Forwards: 0`).
+
+use std::io;
+use std::time::Instant;
+
+use super::body::{transfer, BodyIn, Outbox};
+use super::error::{ErrorKind, ProxyError, Side};
+use super::forward::Forwarded;
+use super::peer::Peer;
+use super::shard::{GroupState, Scratch, Shard, VIA};
+use crate::http1::{
+    encode_options_response, encode_response, encode_trace_response, parse_response, Method,
+    OutFraming, RequestBody, ResponseBody, ResponseError, Version,
+};
+
+/// What the client connection does after a successful exchange.
+pub enum Next {
+    KeepAlive,
+    Close,
+}
+
+/// Reads the backend's response head into `s.resp`. Interim 1xx responses are relayed to
+/// HTTP/1.1 clients as they come (RFC 9110 §15.2: a proxy forwards 1xx it did not cause),
+/// except a 100 Continue when corelay already answered the client's Expect itself.
+pub async fn read_head(
+    peer: &mut Peer,
+    client: &mut Peer,
+    method: Method,
+    s: &mut Scratch,
+) -> Result<(), ProxyError> {
+    let mut got_bytes = false;
+    loop {
+        if !peer.buffered().is_empty() {
+            got_bytes = true;
+            let complete = parse_response(peer.buffered(), &s.limits, method, &mut s.resp)
+                .map_err(|e| ProxyError::new(ErrorKind::BadResponse(e)))?;
+            if complete {
+                match s.resp.status {
+                    101 => {
+                        return Err(ProxyError::new(ErrorKind::BadResponse(
+                            ResponseError::Malformed("101 without an upgrade request"),
+                        )))
+                    }
+                    100..=199 => {
+                        let ours = s.resp.status == 100 && s.req.expect_continue;
+                        if s.req.version == Version::Http11 && !ours {
+                            s.out.clear();
+                            encode_response(
+                                peer.buffered(),
+                                &s.resp,
+                                OutFraming::None,
+                                Version::Http11,
+                                true,
+                                VIA,
+                                &mut s.out,
+                            );
+                            client
+                                .send(&mut s.out)
+                                .await
+                                .map_err(ProxyError::client_io)?;
+                        }
+                        peer.consume(s.resp.head_len);
+                        continue;
+                    }
+                    _ => return Ok(()),
+                }
+            }
+        }
+        match peer.fill().await {
+            Ok(0) => {
+                let mut e = ProxyError::new(if got_bytes {
+                    ErrorKind::BadResponse(ResponseError::Malformed("truncated head"))
+                } else {
+                    ErrorKind::BackendClosed
+                });
+                e.retry_safe = !got_bytes;
+                return Err(e);
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::OutOfMemory => {
+                return Err(ProxyError::new(ErrorKind::BadResponse(
+                    ResponseError::HeaderTooLarge,
+                )))
+            }
+            Err(e) => {
+                let mut e = ProxyError::backend_io(e);
+                e.retry_safe = !got_bytes && matches!(e.kind, ErrorKind::BackendClosed);
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Sends the response head and relays the body to the client, then pools the backend
+/// connection if both sides allow it. Returns whether the client connection carries on.
+pub async fn relay(
+    shard: &Shard,
+    group: &GroupState,
+    client: &mut Peer,
+    fwd: Forwarded<'_>,
+    s: &mut Scratch,
+) -> Result<Next, ProxyError> {
+    let Forwarded {
+        mut backend,
+        early_answer,
+    } = fwd;
+    let resp_body = match s.resp.body {
+        ResponseBody::None => BodyIn::Empty,
+        ResponseBody::Length(n) => BodyIn::Length(n),
+        ResponseBody::Chunked => BodyIn::Chunked,
+        ResponseBody::CloseDelimited => BodyIn::UntilClose,
+    };
+    let client_version = s.req.version;
+    let (framing, rechunk) = match resp_body {
+        BodyIn::Empty => (OutFraming::None, false),
+        BodyIn::Length(n) => (OutFraming::Length(n), false),
+        BodyIn::Chunked if client_version == Version::Http11 => (OutFraming::Chunked, true),
+        // HTTP/1.0 clients do not know chunked: they get the data, delimited by close.
+        BodyIn::Chunked | BodyIn::UntilClose => (OutFraming::Close, false),
+    };
+    // After an early answer the rest of the request body is still unread in the client
+    // connection, so it cannot carry another request.
+    let keep_alive = s.req.keep_alive
+        && framing != OutFraming::Close
+        && !early_answer
+        && !shard.shutdown.is_triggered();
+    s.out.clear();
+    encode_response(
+        backend.peer.buffered(),
+        &s.resp,
+        framing,
+        client_version,
+        keep_alive,
+        VIA,
+        &mut s.out,
+    );
+    backend.peer.consume(s.resp.head_len);
+    s.log.status = s.resp.status;
+    let backend_reusable = s.resp.keep_alive && !early_answer;
+    let mut out = Outbox::new(&mut client.conn, &mut s.out);
+    let relayed = transfer(
+        &mut backend.peer,
+        &mut out,
+        resp_body,
+        rechunk,
+        0,
+        &shard.relay,
+        &mut s.decoder,
+    )
+    .await;
+    let response_started = out.wrote;
+    s.log.bytes = out.sent;
+    s.log.upstream_time = s.log.upstream_started.map(|t| t.elapsed());
+    if let Err(err) = relayed {
+        // The head goes out with the first body bytes: if nothing was written yet, nothing
+        // reached the client and a 502 can still be sent.
+        let mut e = err.into_proxy(Side::Backend);
+        e.response_started = response_started;
+        return Err(e);
+    }
+    if backend_reusable && backend.peer.buffered().is_empty() {
+        group
+            .pool
+            .put(backend.backend, backend.peer, Instant::now());
+    }
+    Ok(if keep_alive {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    })
+}
+
+/// The local answer: TRACE or OPTIONS with `Max-Forwards: 0` are answered by corelay as the
+/// final recipient (RFC 9110 §7.6.2) and reach no backend. A body such a request might carry
+/// is not read, so the connection then closes.
+pub async fn answer_locally(
+    shard: &Shard,
+    client: &mut Peer,
+    s: &mut Scratch,
+) -> Result<Next, ProxyError> {
+    let keep_alive =
+        s.req.keep_alive && s.req.body == RequestBody::None && !shard.shutdown.is_triggered();
+    s.out.clear();
+    if s.req.method == Method::Trace {
+        encode_trace_response(client.buffered(), &s.req, keep_alive, &mut s.out);
+    } else {
+        encode_options_response(&s.req, keep_alive, &mut s.out);
+    }
+    s.log.status = 200;
+    s.log.bytes = s.out.len() as u64;
+    client.consume(s.req.head_len);
+    client
+        .send(&mut s.out)
+        .await
+        .map_err(ProxyError::client_io)?;
+    Ok(if keep_alive {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    })
+}
