@@ -147,7 +147,7 @@ pub(crate) struct Bufs {
     gauges: Arc<RingGauges>,
     /// Relay receives that found the ring empty, waiting for a buffer to come back.
     relay_waiters: RefCell<Vec<Waker>>,
-    head_out: Arc<AtomicU64>,
+    stats: Arc<super::EngineStats>,
 }
 
 impl Bufs {
@@ -159,7 +159,7 @@ impl Bufs {
         relay_count: usize,
         relay_size: usize,
         gauges: Arc<RingGauges>,
-        head_out: Arc<AtomicU64>,
+        stats: Arc<super::EngineStats>,
     ) -> io::Result<Bufs> {
         let head = Pool::new(head_count, HEAD_BUFFER_SIZE)?;
         let relay = Pool::new(relay_count, relay_size)?;
@@ -204,7 +204,7 @@ impl Bufs {
             relay,
             gauges,
             relay_waiters: RefCell::new(Vec::new()),
-            head_out,
+            stats,
         })
     }
 
@@ -245,7 +245,7 @@ impl Bufs {
         p.free.set(p.free.get() - 1);
         match g {
             Group::Head => {
-                self.head_out.fetch_add(1, Relaxed);
+                self.stats.head_buffers_out.fetch_add(1, Relaxed);
             }
             Group::Relay => {
                 self.gauges.free.store(p.free.get() as u64, Relaxed);
@@ -260,7 +260,7 @@ impl Bufs {
         p.put(bid);
         match g {
             Group::Head => {
-                self.head_out.fetch_sub(1, Relaxed);
+                self.stats.head_buffers_out.fetch_sub(1, Relaxed);
             }
             Group::Relay => {
                 self.gauges.free.store(p.free.get() as u64, Relaxed);

@@ -104,6 +104,8 @@ pub struct EngineStats {
     pub files_total: AtomicU64,
     /// Head buffers lent out now (picked by a completed receive, not yet given back).
     pub head_buffers_out: AtomicU64,
+    /// Operations in the kernel now, orphans included (updated once per loop turn).
+    pub ops_in_flight: AtomicU64,
 }
 
 /// A shard's engine. Shard-local (not `Send`); cheap to clone.
@@ -311,6 +313,15 @@ impl Engine {
         }
     }
 
+    /// A timer was armed for `at`: a parked driver whose ring timeout is later (or absent)
+    /// must re-park with an earlier one, or the timer would fire only with the next event.
+    pub(crate) fn timer_armed(&self, at: Instant) {
+        if matches!(self.inner.park_timer.get(), Some(t) if t <= at) {
+            return;
+        }
+        self.kick();
+    }
+
     /// Polls an operation's slot. `Ready((res, flags))` once its completion arrived; the slot
     /// is then free and its hold comes back.
     pub(crate) fn poll_op(&self, idx: u32, cx: &mut Context<'_>) -> Poll<(i32, u32, Hold)> {
@@ -461,9 +472,8 @@ impl Engine {
             log::error!("engine: io_uring_enter failed: {e}");
         }
         let reaped = self.reap();
-        if std::env::var_os("ENGINE_TRACE").is_some() {
-            eprintln!("turn queued={queued} reaped={reaped}");
-        }
+        let in_flight = self.inner.ops.borrow().in_flight as u64;
+        self.inner.stats.ops_in_flight.store(in_flight, Relaxed);
         let fired = self.inner.wheel.borrow_mut().advance(Instant::now());
         queued > 0 || reaped > 0 || fired > 0
     }

@@ -132,14 +132,13 @@ pub(crate) fn build(
         )
     })?;
     stats.files_total.store(files as u64, Relaxed);
-    let head_out = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let bufs = Bufs::new(
         &ring,
         config.head_buffers,
         config.relay_buffers,
         config.relay_buffer_size,
         gauges,
-        head_out,
+        stats.clone(),
     )?;
     // SAFETY: plain eventfd creation.
     let eventfd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };

@@ -212,6 +212,7 @@ impl Future for Sleep {
                 self.key = Some(k);
             }
         }
+        self.engine.timer_armed(self.at);
         Poll::Pending
     }
 }
