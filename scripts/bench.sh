@@ -9,18 +9,19 @@
 # Driver flags (target/release/driver --help): --runs N, --duration S,
 # --scenarios small64,small1000,big100k,big1m,slow,upload,transfer,sweep,cores,
 # --proxies corelay,hyper,nginx,haproxy,direct, --proxy-cpus LIST, --load-cpus LIST,
-# --out DIR (default target/bench), --corelay-bin PATH.
+# --out DIR (default target/bench), --corelay-bin PATH, --slow-conns N.
 # Everything after `--` is passed to every corelay process (e.g. `-- --relay ring`).
 #
-# Installs wrk, nginx-light and haproxy with apt-get when they are missing, builds the
-# release binaries, raises the fd and memlock limits as far as allowed, and runs the driver.
+# Installs wrk, nginx-light, haproxy and linux-perf with apt-get when they are missing,
+# mounts tracefs for perf's syscall counts, builds the release binaries, raises the fd and
+# memlock limits as far as allowed, and runs the driver.
 # Results: target/bench/{results.md,summary.csv,runs.csv,plot.svg,driver.log}.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 case "${1:-}" in
     -h | --help)
-        sed -n '2,18s/^# \{0,1\}//p' "$0"
+        sed -n '2,19s/^# \{0,1\}//p' "$0"
         exit 0
         ;;
 esac
@@ -28,19 +29,42 @@ esac
 say() { printf 'bench: %s\n' "$*"; }
 
 # --- tools ------------------------------------------------------------------
+sudo=""
+[[ $(id -u) == 0 ]] || sudo="sudo"
+# A perf that runs: Debian's /usr/bin/perf may be a wrapper that only finds the
+# perf_X.Y matching the running kernel; the driver also tries /usr/bin/perf_* itself.
+have_perf() {
+    local p
+    for p in $(command -v perf) /usr/bin/perf_*; do
+        [[ -x $p ]] && "$p" --version >/dev/null 2>&1 && return 0
+    done
+    return 1
+}
 missing=()
 command -v wrk >/dev/null || missing+=(wrk)
 command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
 command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]] || missing+=(haproxy)
 command -v taskset >/dev/null || missing+=(util-linux)
+updated=""
 if ((${#missing[@]})); then
-    sudo=""
-    [[ $(id -u) == 0 ]] || sudo="sudo"
     say "installing ${missing[*]}"
     $sudo apt-get update -qq
+    updated=1
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
     # Debian starts the services it installs; the bench starts its own instances.
     $sudo systemctl stop nginx haproxy >/dev/null 2>&1 || true
+fi
+# perf only feeds the syscalls/req column (– without it), so failing to get it is no error.
+if ! have_perf; then
+    say "installing linux-perf (syscalls/req)"
+    [[ -n $updated ]] || $sudo apt-get update -qq || true
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq linux-perf >/dev/null ||
+        say "could not install linux-perf; syscalls/req will show –"
+fi
+# perf's syscall tracepoints live in tracefs (the driver tries this too).
+if [[ ! -d /sys/kernel/tracing/events/syscalls && ! -d /sys/kernel/debug/tracing/events/syscalls ]]; then
+    $sudo mount -t tracefs nodev /sys/kernel/tracing >/dev/null 2>&1 ||
+        $sudo mount -t debugfs nodev /sys/kernel/debug >/dev/null 2>&1 || true
 fi
 export PATH="$PATH:/usr/sbin:/sbin"
 

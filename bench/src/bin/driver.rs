@@ -589,11 +589,12 @@ fn run_one(ctx: &mut Ctx, sc: &Scenario, p: Proxy, run: usize) -> Sample {
         }
         run_capture(cmd);
     }
-    // Syscalls: a perf per run, attached to the proxy's tree now (after the warm-up) and
-    // switched on right before the window, off right after it (see `Perf`).
+    // Syscalls: a perf per run over the proxy's threads, started now (after the warm-up),
+    // switched on right before the window and off right after it (see `Perf`).
+    let tids_before = pid.map(tree_tids).unwrap_or_default();
     let started_perf = match (pid, &ctx.perf) {
-        (Some(pid), Some(perf)) => Some(
-            perf.start(&tree_pids(pid), &sc.load_cpus)
+        (Some(_), Some(perf)) => Some(
+            perf.start(&tids_before, &sc.proxy_cpus, &sc.load_cpus)
                 .and_then(|mut r| r.enable().map(|()| r)),
         ),
         _ => None,
@@ -675,6 +676,10 @@ fn run_one(ctx: &mut Ctx, sc: &Scenario, p: Proxy, run: usize) -> Sample {
     let ticks1 = pid.map(tree_ticks).unwrap_or(0);
     let ipis1 = res_ipis();
     let syscalls = perf_run.map(PerfRun::finish);
+    let tids_after = match (pid, &syscalls) {
+        (Some(pid), Some(Ok(_))) => tree_tids(pid),
+        _ => Vec::new(),
+    };
     if let Some(pid) = pid {
         sample.rss_peak_mib = tree_status_kib(pid, "VmHWM:") as f64 / 1024.0;
     }
@@ -720,13 +725,22 @@ fn run_one(ctx: &mut Ctx, sc: &Scenario, p: Proxy, run: usize) -> Sample {
                     )
                 })
                 .collect();
+            let new_threads = tids_after
+                .iter()
+                .filter(|t| !tids_before.contains(t))
+                .count();
             let line = format!(
-                "    {} {} run {}: {total} syscalls, {:.2}/req; top: {}",
+                "    {} {} run {}: {total} syscalls, {:.2}/req; top: {}{}",
                 sc.key(),
                 p.name(),
                 run + 1,
                 total as f64 / sample.requests,
-                list.join(", ")
+                list.join(", "),
+                if new_threads > 0 {
+                    format!(" ({new_threads} thread(s) started during the window: not counted)")
+                } else {
+                    String::new()
+                }
             );
             log_only(ctx, &line);
         }
@@ -1577,17 +1591,23 @@ fn plot(scenarios: &[Scenario], aggs: &BTreeMap<(String, Proxy), Agg>) -> String
 
 /// Counts the proxy's syscalls with `perf stat` over the `syscalls:sys_enter_*` tracepoints.
 ///
-/// Every proxy run gets its own `perf stat -e 'syscalls:sys_enter_*' -p <proxy tree> -x,`,
-/// pinned to the load CPUs, attached after the warm-up with its counters off (`-D -1`) and
-/// switched on and off through a control fifo right around the measured window (the CPU
-/// ticks' window), so only the window is counted. The sum of all counters / requests is
-/// syscalls/req; the top five go to driver.log.
+/// Every proxy run gets its own `perf stat -e 'syscalls:sys_enter_*' -x,`, pinned to the
+/// load CPUs, started after the warm-up with its counters off (`-D -1`) and switched on and
+/// off through a control fifo right around the measured window (the CPU ticks' window), so
+/// only the window is counted. The sum of all counters / requests is syscalls/req; the top
+/// five go to driver.log.
 ///
-/// Counting happens in the same runs as the CPU figure, not in extra runs: a counting
-/// tracepoint costs one counter increment in the kernel per syscall (no sampling, no ring
-/// buffer), plus the syscall-tracing entry path, and that lands in the proxy's CPU µs/req.
-/// It is small next to the syscalls themselves; on this machine nginx small 64c measured
-/// 19.4 µs/req with the counters on versus 19.2 µs/req without, within the run-to-run noise.
+/// The counters are per CPU, on the proxy CPUs (`-C`), with a tracepoint filter on the
+/// proxy's thread ids (`--filter 'common_pid == T || ...'`), not per task (`-p`): a per-task
+/// counter is switched out and in with its task on every context switch, and with ~360 of
+/// them that cost nginx small 64c ~+60 % CPU µs/req here (~17 -> ~29 µs, interleaved runs),
+/// where the per-CPU filtered counters measured within the noise (13.5/17.8/13.0 µs vs
+/// 17.8/13.3/13.9 µs off; same syscall count, 5.07/req). So counting happens in the same
+/// runs as the CPU figure, not in extra runs: what remains is the tracepoint's cost on each
+/// syscall (build the record, test the filter, bump a counter), which the CPU µs/req column
+/// includes. The proxy's threads are listed when its perf starts; threads it starts later
+/// are not counted (the run's log line says so if that happened). Every proxy is pinned to
+/// the proxy CPUs, so its syscalls happen there.
 ///
 /// Closing the last perf event of a tracepoint waits for an RCU grace period
 /// (`tracepoint_synchronize_unregister`), ~40 ms on this VM, so a lone perf over the ~360
@@ -1614,6 +1634,14 @@ struct PerfRun {
 
 const PERF_EVENTS: &str = "syscalls:sys_enter_*";
 
+/// What a `perf stat` counts.
+enum PerfTarget {
+    /// The holder: one idle process, per-task counters, no inheritance.
+    Holder(u32),
+    /// A run: per-CPU counters on the proxy CPUs, filtered to the proxy's threads.
+    Threads { tids: Vec<u32>, cpus: String },
+}
+
 impl Perf {
     /// Finds perf, makes sure tracefs is mounted, and starts the holder.
     fn setup(out: &Path, load_cpus: &str) -> Result<Perf, String> {
@@ -1639,7 +1667,7 @@ impl Perf {
             sleeper,
         };
         let holder = perf
-            .spawn("holder", &[perf.sleeper.id()], load_cpus, true)
+            .spawn("holder", PerfTarget::Holder(perf.sleeper.id()), load_cpus)
             .and_then(|mut h| {
                 h.ack_wait("enable", Duration::from_secs(60))?;
                 Ok(h)
@@ -1658,18 +1686,18 @@ impl Perf {
         }
     }
 
-    /// Starts a run's perf on `pids` (counters off until `enable`).
-    fn start(&self, pids: &[u32], load_cpus: &str) -> Result<PerfRun, String> {
-        self.spawn("run", pids, load_cpus, false)
+    /// Starts a run's perf: the threads `tids` on `cpus` (counters off until `enable`).
+    fn start(&self, tids: &[u32], cpus: &str, load_cpus: &str) -> Result<PerfRun, String> {
+        let target = PerfTarget::Threads {
+            tids: tids.to_vec(),
+            cpus: cpus.to_string(),
+        };
+        self.spawn("run", target, load_cpus)
     }
 
-    fn spawn(
-        &self,
-        name: &str,
-        pids: &[u32],
-        load_cpus: &str,
-        holder: bool,
-    ) -> Result<PerfRun, String> {
+    /// Spawns `perf stat` (counters off) on `target`, pinned to `load_cpus`.
+    fn spawn(&self, name: &str, target: PerfTarget, load_cpus: &str) -> Result<PerfRun, String> {
+        let holder = matches!(target, PerfTarget::Holder(_));
         let ctl_path = self.dir.join(format!("{name}.ctl"));
         let ack_path = self.dir.join(format!("{name}.ack"));
         let ctl = fifo(&ctl_path)?;
@@ -1683,11 +1711,6 @@ impl Perf {
         if !holder {
             std::fs::remove_file(&out).ok();
         }
-        let pid_list = pids
-            .iter()
-            .map(|p| p.to_string())
-            .collect::<Vec<_>>()
-            .join(",");
         let mut cmd = Command::new("taskset");
         cmd.arg("-c").arg(load_cpus).arg(&self.bin).args([
             "stat",
@@ -1697,10 +1720,21 @@ impl Perf {
             "-D",
             "-1",
         ]);
-        if holder {
-            cmd.arg("--no-inherit");
+        match target {
+            PerfTarget::Holder(pid) => {
+                cmd.args(["--no-inherit", "-p", &pid.to_string()]);
+            }
+            PerfTarget::Threads { tids, cpus } => {
+                // The filter applies to every event of the glob before it.
+                let filter = tids
+                    .iter()
+                    .map(|t| format!("common_pid == {t}"))
+                    .collect::<Vec<_>>()
+                    .join(" || ");
+                cmd.arg("--filter").arg(filter).arg("-C").arg(cpus);
+            }
         }
-        cmd.arg("-p").arg(&pid_list).arg("-o").arg(&out);
+        cmd.arg("-o").arg(&out);
         cmd.arg("--control").arg(format!(
             "fifo:{},{}",
             ctl_path.display(),
@@ -2134,6 +2168,25 @@ fn tree_pids(pid: u32) -> Vec<u32> {
         i += 1;
     }
     out
+}
+
+/// Thread ids of `pid` and all its descendants.
+fn tree_tids(pid: u32) -> Vec<u32> {
+    let mut v: Vec<u32> = tree_pids(pid)
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_dir(format!("/proc/{p}/task"))
+                .map(|rd| {
+                    rd.flatten()
+                        .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
+                        .collect::<Vec<u32>>()
+                })
+                .unwrap_or_default()
+        })
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 /// Fields after the `(comm)` of /proc/<pid>/stat: [0] = state, [1] = ppid, ... [11] = utime.
