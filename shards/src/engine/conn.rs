@@ -149,7 +149,7 @@ impl Conn {
         )
         .build();
         let idx = engine.start(sqe, Kind::Other, Hold::Addr(sa));
-        let deadline = Instant::now() + timeout;
+        let deadline = engine.now() + timeout;
         match with_deadline(engine, Some(deadline), Op::new(engine, idx)).await {
             Some((res, _, _)) if res < 0 => Err(cqe_error(res)),
             Some(_) => Ok(conn),
@@ -226,7 +226,7 @@ impl Conn {
     /// Waits until bytes are ready (returns how many), or the peer closed (0). Honours the
     /// read timeout. Dropping the future leaves the receive armed.
     pub async fn wait_data(&mut self) -> io::Result<usize> {
-        let deadline = self.read_timeout.map(|t| Instant::now() + t);
+        let deadline = self.read_timeout.map(|t| self.engine.now() + t);
         let mut sleep = deadline.map(|d| self.engine.sleep_until(d));
         std::future::poll_fn(|cx| {
             if let Some(r) = self.poll_data(cx) {
@@ -360,7 +360,7 @@ impl Conn {
             .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
             .build();
         let idx = self.engine.start(sqe, Kind::Send, hold);
-        let deadline = self.write_timeout.map(|t| Instant::now() + t);
+        let deadline = self.write_timeout.map(|t| self.engine.now() + t);
         match with_deadline(&self.engine, deadline, Op::new(&self.engine, idx)).await {
             Some((res, _, hold)) if res > 0 => Ok((res as usize, hold)),
             Some((0, _, _)) => Err(io::Error::new(io::ErrorKind::WriteZero, "send returned 0")),

@@ -126,6 +126,9 @@ pub(crate) struct Inner {
     /// The driver's waker while it is parked; set by [`Engine::kick`].
     driver: Cell<Option<Waker>>,
     kicked: Cell<bool>,
+    /// The time at the start of this loop turn's timers: deadlines are computed from it, so
+    /// the clock is read once per turn rather than once per operation.
+    now: Cell<Instant>,
     /// The park timer's deadline while one is armed in the kernel.
     park_timer: Cell<Option<Instant>>,
     park_ts: RefCell<types::Timespec>,
@@ -265,6 +268,11 @@ impl Engine {
     /// Records that one transfer holds `n` relay buffers (for the per-transfer peak gauge).
     pub fn note_transfer_held(&self, n: usize) {
         self.inner.bufs.note_transfer_held(n);
+    }
+
+    /// The time of the current loop turn (read once per turn).
+    pub fn now(&self) -> Instant {
+        self.inner.now.get()
     }
 
     /// A future that completes at `deadline`, on the shard's timer wheel.
@@ -474,7 +482,9 @@ impl Engine {
         let reaped = self.reap();
         let in_flight = self.inner.ops.borrow().in_flight as u64;
         self.inner.stats.ops_in_flight.store(in_flight, Relaxed);
-        let fired = self.inner.wheel.borrow_mut().advance(Instant::now());
+        let now = Instant::now();
+        self.inner.now.set(now);
+        let fired = self.inner.wheel.borrow_mut().advance(now);
         queued > 0 || reaped > 0 || fired > 0
     }
 
@@ -589,7 +599,7 @@ impl Engine {
     /// Before parking: a timeout on the ring for the wheel's next deadline, so that a due
     /// timer wakes the shard through the same eventfd as any completion.
     fn arm_park_timer(&self) {
-        let Some(next) = self.inner.wheel.borrow().next_deadline() else {
+        let Some(next) = self.inner.wheel.borrow_mut().next_deadline() else {
             return;
         };
         if matches!(self.inner.park_timer.get(), Some(at) if at <= next) {

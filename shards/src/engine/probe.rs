@@ -165,6 +165,7 @@ pub(crate) fn build(
         eventfd,
         driver: Cell::new(None),
         kicked: Cell::new(false),
+        now: Cell::new(Instant::now()),
         park_timer: Cell::new(None),
         park_ts: RefCell::new(types::Timespec::new()),
         files_capacity: files,

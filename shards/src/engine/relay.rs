@@ -139,7 +139,7 @@ pub async fn relay(
                 .build()
                 .flags(squeue::Flags::BUFFER_SELECT);
             let idx = engine.start(sqe, Kind::Recv(Group::Relay), Hold::None);
-            t.reading = Some((idx, Instant::now()));
+            t.reading = Some((idx, engine.now()));
         }
         if t.writing.is_none() {
             if let Some(f) = t.filled.pop_front() {
@@ -157,7 +157,7 @@ pub async fn relay(
                 t.writing = Some(Writing {
                     idx,
                     f,
-                    since: Instant::now(),
+                    since: engine.now(),
                 });
             }
         }

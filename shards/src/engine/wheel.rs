@@ -33,6 +33,10 @@ pub(crate) struct Wheel {
     /// Every tick up to and including this one has been processed.
     done: u64,
     buckets: Vec<Vec<(u32, u32)>>,
+    /// One bit per non-empty bucket, so finding the next deadline skips empty ones.
+    occupied: Vec<u64>,
+    /// The earliest armed tick, while known; parking asks for it on every idle turn.
+    next: Option<Option<u64>>,
     entries: Vec<Entry>,
     free: Vec<u32>,
     live: usize,
@@ -44,6 +48,8 @@ impl Wheel {
             origin,
             done: 0,
             buckets: (0..SLOTS).map(|_| Vec::new()).collect(),
+            occupied: vec![0; SLOTS / 64],
+            next: Some(None),
             entries: Vec::new(),
             free: Vec::new(),
             live: 0,
@@ -78,14 +84,22 @@ impl Wheel {
         e.fired = false;
         e.live = true;
         let gen = e.gen;
-        self.buckets[(tick % SLOTS as u64) as usize].push((id, gen));
+        let b = (tick % SLOTS as u64) as usize;
+        self.buckets[b].push((id, gen));
+        self.occupied[b / 64] |= 1 << (b % 64);
         self.live += 1;
+        if let Some(next) = self.next {
+            self.next = Some(Some(next.map_or(tick, |n| n.min(tick))));
+        }
         (id, gen)
     }
 
     fn disarm(&mut self, (id, gen): (u32, u32)) {
         let e = &mut self.entries[id as usize];
         if e.gen == gen && e.live {
+            if self.next == Some(Some(e.tick)) {
+                self.next = None;
+            }
             e.live = false;
             e.gen = e.gen.wrapping_add(1);
             e.waker = None;
@@ -125,29 +139,71 @@ impl Wheel {
                 }
                 true
             });
+            if bucket.is_empty() {
+                self.occupied[b / 64] &= !(1 << (b % 64));
+            }
             self.buckets[b] = bucket;
         }
         self.done = target;
+        if matches!(self.next, Some(Some(n)) if n <= target) {
+            self.next = None;
+        }
         fired
     }
 
-    /// When the next armed timer may be due (the first non-empty bucket), for the park timer.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    /// When the earliest armed timer is due, for the park timer. Cached between calls;
+    /// a scan visits only non-empty buckets and drops the stale pairs it meets.
+    pub fn next_deadline(&mut self) -> Option<Instant> {
         if self.live == 0 {
             return None;
         }
-        for k in 1..=SLOTS as u64 {
-            let t = self.done + k;
-            let b = &self.buckets[(t % SLOTS as u64) as usize];
-            let due = b.iter().any(|&(id, gen)| {
-                let e = &self.entries[id as usize];
+        let tick = match self.next {
+            Some(t) => t,
+            None => {
+                let t = self.scan();
+                self.next = Some(t);
+                t
+            }
+        }?;
+        Some(self.origin + Duration::from_nanos(tick * TICK.as_nanos() as u64))
+    }
+
+    fn scan(&mut self) -> Option<u64> {
+        let mut best: Option<u64> = None;
+        let start = self.done + 1;
+        let mut k = 0u64;
+        while k < SLOTS as u64 {
+            let t = start + k;
+            let b = (t % SLOTS as u64) as usize;
+            let word = self.occupied[b / 64] >> (b % 64);
+            if word == 0 {
+                // Skip to the next word.
+                k += 64 - (b % 64) as u64;
+                continue;
+            }
+            let skip = word.trailing_zeros() as u64;
+            if skip > 0 {
+                k += skip;
+                continue;
+            }
+            let entries = &self.entries;
+            self.buckets[b].retain(|&(id, gen)| {
+                let e = &entries[id as usize];
                 e.gen == gen && e.live && !e.fired
             });
-            if due {
-                return Some(self.origin + Duration::from_nanos(t * TICK.as_nanos() as u64));
+            if self.buckets[b].is_empty() {
+                self.occupied[b / 64] &= !(1 << (b % 64));
             }
+            for &(id, _) in &self.buckets[b] {
+                let et = self.entries[id as usize].tick;
+                best = Some(best.map_or(et, |m: u64| m.min(et)));
+            }
+            if best == Some(t) {
+                return best;
+            }
+            k += 1;
         }
-        None
+        best
     }
 }
 
@@ -180,7 +236,7 @@ impl Future for Sleep {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if Instant::now() >= self.at {
+        if self.engine.now() >= self.at {
             if let Some(k) = self.key.take() {
                 self.wheel().borrow_mut().disarm(k);
             }
@@ -240,10 +296,11 @@ mod tests {
         let b = w.arm(t0 + Duration::from_millis(5), &waker);
         let _c = w.arm(t0 + Duration::from_secs(9), &waker); // two laps ahead
         w.disarm(b);
+        assert_eq!(w.next_deadline(), Some(t0 + Duration::from_millis(5)));
         assert_eq!(w.advance(t0 + Duration::from_millis(4)), 0);
         assert_eq!(w.advance(t0 + Duration::from_millis(5)), 1);
         assert!(w.entries[a.0 as usize].fired);
-        assert!(w.next_deadline().is_some());
+        assert_eq!(w.next_deadline(), Some(t0 + Duration::from_secs(9)));
         assert_eq!(w.advance(t0 + Duration::from_secs(8)), 0);
         assert_eq!(w.advance(t0 + Duration::from_millis(9001)), 1);
     }
