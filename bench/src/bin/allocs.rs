@@ -8,7 +8,9 @@
 //! connection; allocations (alloc, alloc_zeroed and realloc calls) on every other thread,
 //! i.e. corelay's, are divided by N.
 //!
-//! Usage: `allocs [--requests N] [--warmup N] [-- extra corelay flags]`.
+//! Usage: `allocs [--requests N] [--warmup N] [--backtraces N] [-- extra corelay flags]`.
+//! `--backtraces N` prints where the first N counted allocations of each measured window
+//! come from, to find them.
 //! The target is 0 allocations per request.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -24,15 +26,27 @@ struct Counting;
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 static BYTES: AtomicU64 = AtomicU64::new(0);
 
+/// Backtraces still to print in this window (`--backtraces`).
+static BACKTRACES: AtomicU64 = AtomicU64::new(0);
+
 thread_local! {
     /// Set on the client thread: its allocations are not corelay's.
     static EXCLUDED: Cell<bool> = const { Cell::new(false) };
+    /// Set while this thread captures a backtrace (which allocates itself).
+    static TRACING: Cell<bool> = const { Cell::new(false) };
 }
 
 fn count(size: usize) {
     if !EXCLUDED.with(|e| e.get()) {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
         BYTES.fetch_add(size as u64, Ordering::Relaxed);
+        if BACKTRACES.load(Ordering::Relaxed) > 0 && !TRACING.with(|t| t.replace(true)) {
+            if BACKTRACES.fetch_sub(1, Ordering::Relaxed) > 0 {
+                let bt = std::backtrace::Backtrace::force_capture();
+                eprintln!("allocs: allocation of {size} bytes at\n{bt}");
+            }
+            TRACING.with(|t| t.set(false));
+        }
     }
 }
 
@@ -60,6 +74,7 @@ static GLOBAL: Counting = Counting;
 fn main() {
     let mut requests: u64 = 20_000;
     let mut warmup: u64 = 2_000;
+    let mut backtraces: u64 = 0;
     let mut extra: Vec<String> = Vec::new();
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -71,9 +86,15 @@ fn main() {
                     .expect("--requests N")
             }
             "--warmup" => warmup = it.next().and_then(|v| v.parse().ok()).expect("--warmup N"),
+            "--backtraces" => {
+                backtraces = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--backtraces N")
+            }
             "--" => extra.extend(it.by_ref()),
             "-h" | "--help" => {
-                println!("usage: allocs [--requests N] [--warmup N] [-- extra corelay flags]");
+                println!("usage: allocs [--requests N] [--warmup N] [--backtraces N] [-- extra corelay flags]");
                 return;
             }
             other => {
@@ -176,6 +197,7 @@ fn main() {
             ALLOCS.load(Ordering::Relaxed),
             BYTES.load(Ordering::Relaxed),
         );
+        BACKTRACES.store(backtraces, Ordering::Relaxed);
         for _ in 0..requests {
             exchange(&mut s, head.as_bytes(), body, &mut buf);
         }
@@ -183,6 +205,7 @@ fn main() {
             ALLOCS.load(Ordering::Relaxed),
             BYTES.load(Ordering::Relaxed),
         );
+        BACKTRACES.store(0, Ordering::Relaxed);
         let per = (a1 - a0) as f64 / requests as f64;
         worst = worst.max(per);
         println!(
@@ -193,6 +216,68 @@ fn main() {
         );
     }
     println!("allocs: worst case {worst:.3} heap allocations per keep-alive request (target 0)");
+
+    // The same under load: 64 connections kept busy by 4 client threads. With requests in
+    // flight the shard rarely parks, so what remains is the request path's own allocations
+    // plus glommio's per-park ones (it allocates timer sources each time the thread parks).
+    let engine = running.server.shards()[0].engine.clone();
+    let parks = || engine.parks.load(Ordering::Relaxed);
+    let per_thread = requests / 4;
+    let warm = warmup / 4 + 1;
+    // Connections are opened and warmed up before the window (their one-time allocations,
+    // task and parse state, are per connection, not per request); both barriers bracket it.
+    let start = std::sync::Arc::new(std::sync::Barrier::new(5));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let start = start.clone();
+            std::thread::spawn(move || {
+                EXCLUDED.with(|e| e.set(true));
+                let head = b"GET /small HTTP/1.1\r\nHost: bench\r\n\r\n";
+                let mut conns: Vec<TcpStream> = (0..16)
+                    .map(|_| {
+                        let s = TcpStream::connect(addr).expect("connect corelay");
+                        s.set_nodelay(true).ok();
+                        s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+                        s
+                    })
+                    .collect();
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut round = |n: u64| {
+                    let mut done = 0;
+                    while done < n {
+                        for c in conns.iter_mut() {
+                            c.write_all(head).expect("write");
+                        }
+                        for c in conns.iter_mut() {
+                            read_response(c, &mut buf);
+                        }
+                        done += 16;
+                    }
+                    done
+                };
+                round(warm);
+                start.wait();
+                start.wait();
+                round(per_thread)
+            })
+        })
+        .collect();
+    start.wait();
+    std::thread::sleep(Duration::from_millis(50));
+    let (a0, p0) = (ALLOCS.load(Ordering::Relaxed), parks());
+    BACKTRACES.store(backtraces, Ordering::Relaxed);
+    start.wait();
+    let done: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    BACKTRACES.store(0, Ordering::Relaxed);
+    let (a1, p1) = (ALLOCS.load(Ordering::Relaxed), parks());
+    println!(
+        "allocs: GET /small at 64 connections      {done} requests: {} allocations ({:.3} per request), {} parks ({:.4} per request, {:.1} allocations per park)",
+        a1 - a0,
+        (a1 - a0) as f64 / done as f64,
+        p1 - p0,
+        (p1 - p0) as f64 / done as f64,
+        (a1 - a0) as f64 / (p1 - p0).max(1) as f64,
+    );
     origin.kill().ok();
     origin.wait().ok();
     // corelay's shards keep running; exiting the process ends them.
@@ -205,6 +290,11 @@ fn exchange(s: &mut TcpStream, head: &[u8], body: &[u8], buf: &mut [u8]) {
     if !body.is_empty() {
         s.write_all(body).expect("write body");
     }
+    read_response(s, buf);
+}
+
+/// Reads one 200 response (Content-Length or chunked) into `buf`'s space.
+fn read_response(s: &mut TcpStream, buf: &mut [u8]) {
     let mut end = 0;
     loop {
         let n = s.read(&mut buf[end..]).expect("read");

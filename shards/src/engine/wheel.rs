@@ -1,11 +1,13 @@
 //! The shard's timer wheel: every per-request deadline (client header, keep-alive, body,
 //! send, backend connect and response) is an entry here, not a glommio timer.
 //!
-//! A hashed wheel of [`SLOTS`] buckets of [`TICK`] each. Arming pushes an `(id, generation)`
-//! pair into a bucket (the bucket vectors keep their capacity, so steady state allocates
-//! nothing); cancelling only bumps the entry's generation, and stale pairs are dropped when
-//! their bucket comes round. The driver advances the wheel once per loop turn, and before it
-//! parks it arms one ring timeout for the next non-empty bucket.
+//! A hashed wheel of [`SLOTS`] buckets of [`TICK`] each. Entries live in one slab and each
+//! bucket is an intrusive doubly-linked list through it, so arming and cancelling are O(1)
+//! and, once the slab has grown to the shard's peak, allocate nothing. A bitmap of non-empty
+//! buckets lets the park check find the next deadline without visiting empty ones, and the
+//! answer is cached until a timer that could change it is armed, cancelled or fired. The
+//! driver advances the wheel once per loop turn, and before it parks it arms one ring timeout
+//! for the next deadline.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -19,23 +21,27 @@ use super::Engine;
 pub const TICK: Duration = Duration::from_millis(1);
 /// Buckets in the wheel: one lap is 4 s; later deadlines stay in their bucket for more laps.
 const SLOTS: usize = 4096;
+const NIL: u32 = u32::MAX;
 
 struct Entry {
     gen: u32,
     tick: u64,
     waker: Option<Waker>,
+    /// Linked in a bucket (armed, not yet fired or cancelled).
+    linked: bool,
     fired: bool,
-    live: bool,
+    prev: u32,
+    next: u32,
 }
 
 pub(crate) struct Wheel {
     origin: Instant,
     /// Every tick up to and including this one has been processed.
     done: u64,
-    buckets: Vec<Vec<(u32, u32)>>,
-    /// One bit per non-empty bucket, so finding the next deadline skips empty ones.
+    heads: Vec<u32>,
+    /// One bit per non-empty bucket.
     occupied: Vec<u64>,
-    /// The earliest armed tick, while known; parking asks for it on every idle turn.
+    /// The earliest armed tick, while known (`Some(None)`: nothing armed).
     next: Option<Option<u64>>,
     entries: Vec<Entry>,
     free: Vec<u32>,
@@ -47,7 +53,7 @@ impl Wheel {
         Wheel {
             origin,
             done: 0,
-            buckets: (0..SLOTS).map(|_| Vec::new()).collect(),
+            heads: vec![NIL; SLOTS],
             occupied: vec![0; SLOTS / 64],
             next: Some(None),
             entries: Vec::new(),
@@ -59,8 +65,47 @@ impl Wheel {
     /// The first tick at or after `at`.
     fn tick_of(&self, at: Instant) -> u64 {
         let d = at.saturating_duration_since(self.origin);
-        let t = TICK.as_nanos();
-        d.as_nanos().div_ceil(t) as u64
+        d.as_nanos().div_ceil(TICK.as_nanos()) as u64
+    }
+
+    fn bucket(tick: u64) -> usize {
+        (tick % SLOTS as u64) as usize
+    }
+
+    fn link(&mut self, id: u32) {
+        let b = Self::bucket(self.entries[id as usize].tick);
+        let head = self.heads[b];
+        {
+            let e = &mut self.entries[id as usize];
+            e.prev = NIL;
+            e.next = head;
+            e.linked = true;
+        }
+        if head != NIL {
+            self.entries[head as usize].prev = id;
+        }
+        self.heads[b] = id;
+        self.occupied[b / 64] |= 1 << (b % 64);
+    }
+
+    fn unlink(&mut self, id: u32) {
+        let (prev, next, tick) = {
+            let e = &mut self.entries[id as usize];
+            e.linked = false;
+            (e.prev, e.next, e.tick)
+        };
+        let b = Self::bucket(tick);
+        if prev != NIL {
+            self.entries[prev as usize].next = next;
+        } else {
+            self.heads[b] = next;
+        }
+        if next != NIL {
+            self.entries[next as usize].prev = prev;
+        }
+        if self.heads[b] == NIL {
+            self.occupied[b / 64] &= !(1 << (b % 64));
+        }
     }
 
     fn arm(&mut self, at: Instant, waker: &Waker) -> (u32, u32) {
@@ -72,8 +117,10 @@ impl Wheel {
                     gen: 0,
                     tick: 0,
                     waker: None,
+                    linked: false,
                     fired: false,
-                    live: false,
+                    prev: NIL,
+                    next: NIL,
                 });
                 (self.entries.len() - 1) as u32
             }
@@ -82,11 +129,8 @@ impl Wheel {
         e.tick = tick;
         e.waker = Some(waker.clone());
         e.fired = false;
-        e.live = true;
         let gen = e.gen;
-        let b = (tick % SLOTS as u64) as usize;
-        self.buckets[b].push((id, gen));
-        self.occupied[b / 64] |= 1 << (b % 64);
+        self.link(id);
         self.live += 1;
         if let Some(next) = self.next {
             self.next = Some(Some(next.map_or(tick, |n| n.min(tick))));
@@ -95,54 +139,53 @@ impl Wheel {
     }
 
     fn disarm(&mut self, (id, gen): (u32, u32)) {
-        let e = &mut self.entries[id as usize];
-        if e.gen == gen && e.live {
+        let e = &self.entries[id as usize];
+        if e.gen != gen {
+            return;
+        }
+        if e.linked {
             if self.next == Some(Some(e.tick)) {
                 self.next = None;
             }
-            e.live = false;
-            e.gen = e.gen.wrapping_add(1);
-            e.waker = None;
-            self.live -= 1;
-            self.free.push(id);
+            self.unlink(id);
         }
+        let e = &mut self.entries[id as usize];
+        e.gen = e.gen.wrapping_add(1);
+        e.waker = None;
+        self.live -= 1;
+        self.free.push(id);
     }
 
     /// Processes every tick up to `now`; returns how many timers fired.
     pub fn advance(&mut self, now: Instant) -> usize {
-        if self.live == 0 {
-            self.done = self.tick_of(now).saturating_sub(1).max(self.done);
-            return 0;
-        }
-        let target = now.saturating_duration_since(self.origin).as_nanos() / TICK.as_nanos();
-        let target = target as u64;
+        let target =
+            (now.saturating_duration_since(self.origin).as_nanos() / TICK.as_nanos()) as u64;
         if target <= self.done {
             return 0;
         }
         let mut fired = 0;
-        let span = (target - self.done).min(SLOTS as u64);
-        for t in (target + 1 - span)..=target {
-            let b = (t % SLOTS as u64) as usize;
-            let mut bucket = std::mem::take(&mut self.buckets[b]);
-            bucket.retain(|&(id, gen)| {
-                let e = &mut self.entries[id as usize];
-                if e.gen != gen || !e.live || e.fired {
-                    return false;
+        if self.live > 0 {
+            let span = (target - self.done).min(SLOTS as u64);
+            for t in (target + 1 - span)..=target {
+                let b = Self::bucket(t);
+                if self.occupied[b / 64] & (1 << (b % 64)) == 0 {
+                    continue;
                 }
-                if e.tick <= target {
-                    e.fired = true;
-                    if let Some(w) = e.waker.take() {
-                        w.wake();
+                let mut id = self.heads[b];
+                while id != NIL {
+                    let next = self.entries[id as usize].next;
+                    if self.entries[id as usize].tick <= target {
+                        self.unlink(id);
+                        let e = &mut self.entries[id as usize];
+                        e.fired = true;
+                        if let Some(w) = e.waker.take() {
+                            w.wake();
+                        }
+                        fired += 1;
                     }
-                    fired += 1;
-                    return false;
+                    id = next;
                 }
-                true
-            });
-            if bucket.is_empty() {
-                self.occupied[b / 64] &= !(1 << (b % 64));
             }
-            self.buckets[b] = bucket;
         }
         self.done = target;
         if matches!(self.next, Some(Some(n)) if n <= target) {
@@ -151,12 +194,8 @@ impl Wheel {
         fired
     }
 
-    /// When the earliest armed timer is due, for the park timer. Cached between calls;
-    /// a scan visits only non-empty buckets and drops the stale pairs it meets.
+    /// When the earliest armed timer is due, for the park timer.
     pub fn next_deadline(&mut self) -> Option<Instant> {
-        if self.live == 0 {
-            return None;
-        }
         let tick = match self.next {
             Some(t) => t,
             None => {
@@ -168,16 +207,17 @@ impl Wheel {
         Some(self.origin + Duration::from_nanos(tick * TICK.as_nanos() as u64))
     }
 
-    fn scan(&mut self) -> Option<u64> {
+    /// The earliest armed tick: the first non-empty bucket holding an entry of this lap, or
+    /// else the smallest tick seen in a whole lap.
+    fn scan(&self) -> Option<u64> {
         let mut best: Option<u64> = None;
         let start = self.done + 1;
         let mut k = 0u64;
         while k < SLOTS as u64 {
             let t = start + k;
-            let b = (t % SLOTS as u64) as usize;
+            let b = Self::bucket(t);
             let word = self.occupied[b / 64] >> (b % 64);
             if word == 0 {
-                // Skip to the next word.
                 k += 64 - (b % 64) as u64;
                 continue;
             }
@@ -186,17 +226,11 @@ impl Wheel {
                 k += skip;
                 continue;
             }
-            let entries = &self.entries;
-            self.buckets[b].retain(|&(id, gen)| {
-                let e = &entries[id as usize];
-                e.gen == gen && e.live && !e.fired
-            });
-            if self.buckets[b].is_empty() {
-                self.occupied[b / 64] &= !(1 << (b % 64));
-            }
-            for &(id, _) in &self.buckets[b] {
-                let et = self.entries[id as usize].tick;
-                best = Some(best.map_or(et, |m: u64| m.min(et)));
+            let mut id = self.heads[b];
+            while id != NIL {
+                let e = &self.entries[id as usize];
+                best = Some(best.map_or(e.tick, |m: u64| m.min(e.tick)));
+                id = e.next;
             }
             if best == Some(t) {
                 return best;
@@ -247,7 +281,7 @@ impl Future for Sleep {
         match key {
             Some((id, gen)) => {
                 let e = &mut w.entries[id as usize];
-                if e.gen == gen && e.live && !e.fired {
+                if e.gen == gen && e.linked {
                     match &e.waker {
                         Some(old) if old.will_wake(cx.waker()) => {}
                         _ => e.waker = Some(cx.waker().clone()),
