@@ -191,8 +191,14 @@ pub fn handler(
     log.spawn_flusher();
     let shard = Rc::new(Shard::new(config, stats, ctx, log));
     glommio::spawn_local(shard.clone().sweep_pool()).detach();
+    let logged = std::cell::Cell::new(false);
     move |conn, peer| {
         let shard = shard.clone();
-        Box::pin(client::serve(shard, conn, peer))
+        let task = client::serve(shard, conn, peer);
+        if !logged.replace(true) {
+            // What each open connection costs before any buffer: its task's state machine.
+            log::debug!("connection task state: {} bytes", std::mem::size_of_val(&task));
+        }
+        Box::pin(task)
     }
 }
