@@ -1,7 +1,7 @@
 //! The shard's keep-alive pool of backend connections.
 //!
 //! A connection enters the pool only after its response was read completely and both sides
-//! allowed reuse (see `exchange.rs`). Idle connections are handed out newest first, since
+//! allowed reuse (see `respond.rs`). Idle connections are handed out newest first, since
 //! the newest is the least likely to have been closed by the backend; ones idle longer than
 //! `--backend-idle-timeout` or already closed by the backend are dropped on the way.
 

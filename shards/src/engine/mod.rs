@@ -11,7 +11,7 @@
 //!   send's bytes, a relay buffer, an accept's address) belongs to the slot while the kernel
 //!   has it. A future dropped with its operation in flight turns the slot into an *orphan*: a
 //!   cancel is queued, and the memory is released only when the operation's last completion
-//!   arrives (`Ops::finish_orphan`).
+//!   arrives (`Engine::finish_orphan`).
 //! * **Driving** ([`Engine::drive`], one task per shard): each turn is one
 //!   `io_uring_enter(to_submit, 0, GETEVENTS)`, then the completion queue is reaped, wakers are
 //!   woken, and due timers fire; then the driver yields, so every task it woke runs before

@@ -1,5 +1,6 @@
 //! The shard's timer wheel: every per-request deadline (client header, keep-alive, body,
-//! send, backend connect and response) is an entry here, not a glommio timer.
+//! send, backend connect and response) is an entry here, not a glommio timer (the admission
+//! queue timeout and the access log flusher, which are not per request, keep glommio timers).
 //!
 //! A hashed wheel of [`SLOTS`] buckets of [`TICK`] each. Entries live in one slab and each
 //! bucket is an intrusive doubly-linked list through it, so arming and cancelling are O(1)
