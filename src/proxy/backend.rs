@@ -52,7 +52,9 @@ pub async fn connect<'s>(
             }
         }
         let addr = group.balancer.addr(backend);
-        match connect_one(shard, addr).await {
+        // Boxed: only a new connection pays for the connect's state, instead of every
+        // connection task carrying room for it (see docs/benchmarks.md, memory per request).
+        match Box::pin(connect_one(shard, addr)).await {
             Ok(mut conn) => {
                 group.balancer.mark_up(backend);
                 shard.stats.inc(&shard.stats.backend_connects);

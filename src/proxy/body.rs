@@ -128,6 +128,20 @@ impl<'a> Outbox<'a> {
         len: Option<u64>,
     ) -> Result<(), BodyError> {
         self.wrote = true;
+        // Bytes the connection received beyond what the head buffer took go first; the
+        // relay itself starts at the socket.
+        let mut len = len;
+        if src.conn.ready_len() > 0 {
+            let max = len.map_or(usize::MAX, |n| n.min(usize::MAX as u64) as usize);
+            let got = src.conn.drain_ready(self.pending, max) as u64;
+            if let Some(n) = len.as_mut() {
+                *n -= got;
+            }
+            self.flush().await?;
+            if len == Some(0) {
+                return Ok(());
+            }
+        }
         match relay.copy(&mut src.conn, self.dst, len).await {
             Ok(n) => {
                 self.sent += n;
@@ -158,6 +172,9 @@ pub async fn transfer(
             let take = (src.buffered().len() as u64).min(n) as usize;
             out.pending.extend_from_slice(&src.buffered()[..take]);
             src.consume(take);
+            // Everything buffered is in `pending` now: the head buffer need not wait for the
+            // send (a burst of 10,000 answers would otherwise hold 10,000 of them).
+            src.release_if_empty();
             out.flush().await?;
             out.copy(relay, src, Some(n - take as u64)).await
         }
@@ -168,7 +185,9 @@ pub async fn transfer(
             out.flush().await?;
             out.copy(relay, src, None).await
         }
-        BodyIn::Chunked => dechunk(src, out, rechunk, limit, relay, decoder).await,
+        // Boxed: chunked bodies are the rarer case, and their state would otherwise widen
+        // every connection task (one allocation per chunked body instead).
+        BodyIn::Chunked => Box::pin(dechunk(src, out, rechunk, limit, relay, decoder)).await,
     }
 }
 

@@ -23,110 +23,128 @@ use crate::http1::{
 use crate::proxy_protocol::{self, Header, Parsed};
 
 /// Serves one client connection until it closes, fails, times out or the shard drains.
-pub async fn serve(shard: Rc<Shard>, mut conn: Conn, peer_addr: SocketAddr) {
+///
+/// A plain function returning the connection's future, which owns its captures directly: an
+/// `async fn` would keep a second copy of every argument in the task's state, for each of
+/// 10,000 held connections.
+pub fn serve(
+    shard: Rc<Shard>,
+    mut conn: Conn,
+    peer_addr: SocketAddr,
+) -> impl std::future::Future<Output = ()> {
     conn.set_write_timeout(Some(shard.config.send_timeout));
-    let mut client = Peer::new(conn, shard.head_buffer_max, shard.head_buffers.clone());
-    let accepted = Instant::now();
-    let cfg = &shard.config;
-    // Behind an L4 balancer the real client comes in the PROXY header, read under the same
-    // deadline as a request head; a connection without a valid one is closed unanswered.
-    let client_ip = if cfg.proxy_protocol {
-        match read_proxy_header(&mut client, accepted + cfg.client_header_timeout).await {
-            Some(Header::Proxied { source, .. }) => source.ip(),
-            Some(Header::Local) => peer_addr.ip(),
-            None => return,
-        }
-    } else {
-        peer_addr.ip()
-    };
-    let mut s = Scratch::new(cfg.limits);
-    let _slot = if cfg.max_connections_per_client > 0 {
-        match shard
-            .clients
-            .enter(client_ip, cfg.max_connections_per_client)
-        {
-            Some(slot) => Some(slot),
-            None => {
-                let e = ProxyError::new(ErrorKind::TooManyConnections);
-                shard.stats.count_error(&e);
-                error_response_with(429, true, false, b"", &mut s.out);
+    let client = Peer::new(conn, shard.head_buffer_max, shard.head_buffers.clone());
+    serve_peer(shard, client, peer_addr)
+}
+
+fn serve_peer(
+    shard: Rc<Shard>,
+    mut client: Peer,
+    peer_addr: SocketAddr,
+) -> impl std::future::Future<Output = ()> {
+    async move {
+        let accepted = Instant::now();
+        let cfg = &shard.config;
+        // Behind an L4 balancer the real client comes in the PROXY header, read under the same
+        // deadline as a request head; a connection without a valid one is closed unanswered.
+        let client_ip = if cfg.proxy_protocol {
+            match read_proxy_header(&mut client, accepted + cfg.client_header_timeout).await {
+                Some(Header::Proxied { source, .. }) => source.ip(),
+                Some(Header::Local) => peer_addr.ip(),
+                None => return,
+            }
+        } else {
+            peer_addr.ip()
+        };
+        let mut s = Scratch::new(cfg.limits);
+        let _slot = if cfg.max_connections_per_client > 0 {
+            match shard
+                .clients
+                .enter(client_ip, cfg.max_connections_per_client)
+            {
+                Some(slot) => Some(slot),
+                None => {
+                    let e = ProxyError::new(ErrorKind::TooManyConnections);
+                    shard.stats.count_error(&e);
+                    error_response_with(429, true, false, b"", &mut s.out);
+                    let _ = client.send(&mut s.out).await;
+                    s.log.begin_unparsed();
+                    s.log.status = 429;
+                    s.log.bytes = s.out.len() as u64;
+                    s.log.emit(&shard.access_log, client_ip);
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        let info = ForwardInfo {
+            client_ip,
+            proto: "http",
+            via: super::VIA,
+            default_host: &shard.default_host,
+            strip: &[],
+        };
+        let mut first = true;
+        loop {
+            let head = read_head(&shard, &mut client, &mut s, first, accepted).await;
+            first = false;
+            let result = match head {
+                Ok(true) => {
+                    shard.stats.inc(&shard.stats.requests);
+                    s.log
+                        .begin(shard.access_log.enabled(), client.buffered(), &s.req);
+                    if s.req.answer_locally() {
+                        answer_locally(&shard, &mut client, &mut s).await
+                    } else {
+                        exchange(&shard, &mut client, &mut s, &info).await
+                    }
+                }
+                Ok(false) => return,
+                Err(e) => {
+                    // A head that could not be parsed is still a request to log, with "-" for
+                    // what could not be read.
+                    s.log.begin_unparsed();
+                    Err(e)
+                }
+            };
+            let e = match result {
+                Ok(next) => {
+                    // Log phase: one line per request, answered or not.
+                    s.log.emit(&shard.access_log, client_ip);
+                    match next {
+                        Next::KeepAlive => continue,
+                        Next::Close => return,
+                    }
+                }
+                Err(e) => e,
+            };
+            shard.stats.count_error(&e);
+            log::debug!("{peer_addr}: {e}");
+            if e.response_started {
+                // A clean close could pass for the end of a close-delimited body: a reset
+                // tells the client the message is incomplete.
+                client.conn.reset_on_close();
+            }
+            if let Some(status) = e.status() {
+                s.out.clear();
+                // RFC 9110 §9.3.2: no content in a response to HEAD. `s.req` is the
+                // failed request once its request line was parsed; before that,
+                // parse_request cleared it and the method is not Head.
+                let head_request = s.req.method == Method::Head;
+                s.norm.clear();
+                e.extra_headers(&mut s.norm);
+                error_response_with(status, true, head_request, &s.norm, &mut s.out);
                 let _ = client.send(&mut s.out).await;
-                s.log.begin_unparsed();
-                s.log.status = 429;
-                s.log.bytes = s.out.len() as u64;
-                s.log.emit(&shard.access_log, client_ip);
-                return;
+                s.log.bytes += s.out.len() as u64;
             }
-        }
-    } else {
-        None
-    };
-    let info = ForwardInfo {
-        client_ip,
-        proto: "http",
-        via: super::VIA,
-        default_host: &shard.default_host,
-        strip: &[],
-    };
-    let mut first = true;
-    loop {
-        let head = read_head(&shard, &mut client, &mut s, first, accepted).await;
-        first = false;
-        let result = match head {
-            Ok(true) => {
-                shard.stats.inc(&shard.stats.requests);
-                s.log
-                    .begin(shard.access_log.enabled(), client.buffered(), &s.req);
-                if s.req.answer_locally() {
-                    answer_locally(&shard, &mut client, &mut s).await
-                } else {
-                    exchange(&shard, &mut client, &mut s, &info).await
-                }
+            if !e.response_started {
+                // nginx's 499: the client went away before an answer.
+                s.log.status = e.status().unwrap_or(499);
             }
-            Ok(false) => return,
-            Err(e) => {
-                // A head that could not be parsed is still a request to log, with "-" for
-                // what could not be read.
-                s.log.begin_unparsed();
-                Err(e)
-            }
-        };
-        let e = match result {
-            Ok(next) => {
-                // Log phase: one line per request, answered or not.
-                s.log.emit(&shard.access_log, client_ip);
-                match next {
-                    Next::KeepAlive => continue,
-                    Next::Close => return,
-                }
-            }
-            Err(e) => e,
-        };
-        shard.stats.count_error(&e);
-        log::debug!("{peer_addr}: {e}");
-        if e.response_started {
-            // A clean close could pass for the end of a close-delimited body: a reset
-            // tells the client the message is incomplete.
-            client.conn.reset_on_close();
+            s.log.emit(&shard.access_log, client_ip);
+            return;
         }
-        if let Some(status) = e.status() {
-            s.out.clear();
-            // RFC 9110 §9.3.2: no content in a response to HEAD. `s.req` is the
-            // failed request once its request line was parsed; before that,
-            // parse_request cleared it and the method is not Head.
-            let head_request = s.req.method == Method::Head;
-            s.norm.clear();
-            e.extra_headers(&mut s.norm);
-            error_response_with(status, true, head_request, &s.norm, &mut s.out);
-            let _ = client.send(&mut s.out).await;
-            s.log.bytes += s.out.len() as u64;
-        }
-        if !e.response_started {
-            // nginx's 499: the client went away before an answer.
-            s.log.status = e.status().unwrap_or(499);
-        }
-        s.log.emit(&shard.access_log, client_ip);
-        return;
     }
 }
 

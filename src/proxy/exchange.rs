@@ -22,9 +22,17 @@ pub async fn exchange(
     let strip = gate::authorize(shard, route, client, s)?;
     gate::body_limit(shard, s)?;
     let _permit = gate::admit(shard).await?;
-    let strip = strip.as_slice();
-    let info = ForwardInfo { strip, ..*info };
-    let body = forward::encode(client, s, &info);
-    let forwarded = forward::send(shard, group, client, s, body).await?;
-    respond::relay(shard, group, client, forwarded, s).await
+    // A temporary, so that it is not held in the task across the awaits below.
+    let body = forward::encode(
+        client,
+        s,
+        &ForwardInfo {
+            strip: strip.as_slice(),
+            ..*info
+        },
+    );
+    let mut forwarded = forward::send(shard, group, client, s, body).await?;
+    let next = respond::relay(shard, client, &mut forwarded, s).await?;
+    respond::back_to_pool(forwarded);
+    Ok(next)
 }

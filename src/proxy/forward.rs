@@ -18,6 +18,10 @@ pub fn encode(client: &mut Peer, s: &mut Scratch, info: &ForwardInfo<'_>) -> Bod
     s.out.clear();
     encode_request_to(client.buffered(), &s.req, Some(&s.target), info, &mut s.out);
     client.consume(s.req.head_len);
+    // The head is in `s.out` now: unless body bytes or a pipelined request follow it, the
+    // client's head buffer goes back before the connect, which may take a while (10,000
+    // requests connecting at once would otherwise hold 40 MiB of head buffers).
+    client.release_if_empty();
     match s.req.body {
         RequestBody::None | RequestBody::Length(0) => BodyIn::Empty,
         RequestBody::Length(n) => BodyIn::Length(n),
@@ -31,6 +35,8 @@ pub struct Forwarded<'s> {
     /// The backend answered before taking the whole request body: the rest of that body is
     /// still unread in the client connection.
     pub early_answer: bool,
+    /// Set by the respond phase once the response was relayed and both sides allow reuse.
+    pub reusable: bool,
 }
 
 /// Sends the encoded request (and its body) to a backend of `group` and reads the response
@@ -84,6 +90,7 @@ pub async fn send<'s>(
                 return Ok(Forwarded {
                     backend: conn,
                     early_answer,
+                    reusable: false,
                 })
             }
             Err(e) if conn.reused && replayable && !fresh && e.retry_safe => {

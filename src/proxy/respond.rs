@@ -10,7 +10,7 @@ use super::body::{transfer, BodyIn, Outbox};
 use super::error::{ErrorKind, ProxyError, Side};
 use super::forward::Forwarded;
 use super::peer::Peer;
-use super::shard::{GroupState, Scratch, Shard, VIA};
+use super::shard::{Scratch, Shard, VIA};
 use crate::http1::{
     encode_options_response, encode_response, encode_trace_response, parse_response, Method,
     OutFraming, RequestBody, ResponseBody, ResponseError, Version,
@@ -94,19 +94,17 @@ pub async fn read_head(
     }
 }
 
-/// Sends the response head and relays the body to the client, then pools the backend
-/// connection if both sides allow it. Returns whether the client connection carries on.
+/// Sends the response head and relays the body to the client; notes in `fwd` whether the
+/// backend connection may carry another request. Returns whether the client connection
+/// carries on.
 pub async fn relay(
     shard: &Shard,
-    group: &GroupState,
     client: &mut Peer,
-    fwd: Forwarded<'_>,
+    fwd: &mut Forwarded<'_>,
     s: &mut Scratch,
 ) -> Result<Next, ProxyError> {
-    let Forwarded {
-        mut backend,
-        early_answer,
-    } = fwd;
+    let early_answer = fwd.early_answer;
+    let backend = &mut fwd.backend;
     let resp_body = match s.resp.body {
         ResponseBody::None => BodyIn::Empty,
         ResponseBody::Length(n) => BodyIn::Length(n),
@@ -161,16 +159,21 @@ pub async fn relay(
         e.response_started = response_started;
         return Err(e);
     }
-    if backend_reusable && backend.peer.buffered().is_empty() {
-        group
-            .pool
-            .put(backend.backend, backend.peer, Instant::now());
-    }
+    fwd.reusable = backend_reusable && fwd.backend.peer.buffered().is_empty();
     Ok(if keep_alive {
         Next::KeepAlive
     } else {
         Next::Close
     })
+}
+
+/// Back to the pool: a backend connection whose response was relayed completely, and that
+/// both sides allow to be reused, waits there for the next request.
+pub fn back_to_pool(fwd: Forwarded<'_>) {
+    if fwd.reusable {
+        let b = fwd.backend;
+        b.group.pool.put(b.backend, b.peer, Instant::now());
+    }
 }
 
 /// The local answer: TRACE or OPTIONS with `Max-Forwards: 0` are answered by corelay as the

@@ -25,13 +25,16 @@ impl Relay {
 
     /// Moves exactly `len` bytes from `src` to `dst`, or everything until `src` reaches EOF
     /// when `len` is `None`. Never reads more than `len` bytes from `src`, so bytes that belong
-    /// to the next message stay in the socket. Returns the number of bytes moved.
-    pub async fn copy(
+    /// to the next message stay in the socket. Returns the number of bytes moved. `src` must
+    /// have no received bytes pending (`Conn::drain_ready`).
+    /// (A plain function returning the engine's future: an `async fn` wrapper would add its
+    /// own copy of the arguments to every connection task's state.)
+    pub fn copy<'a>(
         &self,
-        src: &mut Conn,
-        dst: &mut Conn,
+        src: &'a mut Conn,
+        dst: &'a mut Conn,
         len: Option<u64>,
-    ) -> Result<u64, RelayError> {
-        shards::relay(src, dst, len, self.max_buffers).await
+    ) -> impl std::future::Future<Output = Result<u64, RelayError>> + 'a {
+        shards::relay(src, dst, len, self.max_buffers)
     }
 }

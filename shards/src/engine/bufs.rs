@@ -6,8 +6,10 @@
 //! * [`Group::Relay`]: the relay buffers (`--buffer-ring-size` × `--buffer-size`), also
 //!   registered as fixed buffers with the same indices. A body receive picks one; the bytes
 //!   then go out with `WRITE_FIXED` from that same memory, and the buffer returns to the ring
-//!   when the write completes. Fixed memory: when the ring is empty a receive gets `ENOBUFS`
-//!   and waits for a buffer to come back; nothing is ever allocated.
+//!   when the write completes. Fixed memory, shared fairly: a transfer *reserves* a buffer
+//!   before it arms a receive ([`Bufs::poll_reserve`]), so receives never outnumber free
+//!   buffers (no `ENOBUFS`), a transfer holding none waits its turn first come first served,
+//!   and one holding some takes another only when nobody waits. Nothing is ever allocated.
 //!
 //! A buffer is in exactly one place: the kernel's ring (free), a completed receive's owner, a
 //! write in flight, or an orphaned operation's slot until its completion (see `mod.rs`).
@@ -16,12 +18,14 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::task::Waker;
+use std::task::{Context, Poll, Waker};
 
 use io_uring::{types::BufRingEntry, IoUring};
 
-/// Size of a head buffer: almost every request and response head fits in one receive.
-pub const HEAD_BUFFER_SIZE: usize = 4096;
+/// Size of a head buffer. Most request and response heads fit in one receive; a larger head
+/// takes several (the connection's own head buffer collects them). Every one of them may be
+/// touched in a burst, so this times the count is resident memory: 2 KiB x 1,024 is 2 MiB.
+pub const HEAD_BUFFER_SIZE: usize = 2048;
 
 /// Live gauges of one shard's relay buffers, read by the metrics thread.
 #[derive(Default, Debug)]
@@ -145,8 +149,11 @@ pub(crate) struct Bufs {
     head: Pool,
     relay: Pool,
     gauges: Arc<RingGauges>,
-    /// Relay receives that found the ring empty, waiting for a buffer to come back.
-    relay_waiters: RefCell<Vec<Waker>>,
+    /// Relay buffers promised to receives in flight (each will pick one, or give it back).
+    reserved: Cell<usize>,
+    /// Transfers waiting to reserve a relay buffer, first come first served.
+    waiters: RefCell<std::collections::VecDeque<(u64, Waker)>>,
+    next_ticket: Cell<u64>,
     stats: Arc<super::EngineStats>,
 }
 
@@ -203,7 +210,9 @@ impl Bufs {
             head,
             relay,
             gauges,
-            relay_waiters: RefCell::new(Vec::new()),
+            reserved: Cell::new(0),
+            waiters: RefCell::new(std::collections::VecDeque::new()),
+            next_ticket: Cell::new(0),
             stats,
         })
     }
@@ -223,10 +232,6 @@ impl Bufs {
         self.pool(g).size
     }
 
-    pub fn free(&self, g: Group) -> usize {
-        self.pool(g).free.get()
-    }
-
     /// The bytes of buffer `bid`.
     ///
     /// # Safety
@@ -239,7 +244,19 @@ impl Bufs {
         self.pool(g).addr(bid)
     }
 
-    /// A completed receive picked a buffer of group `g`: it is out of the ring now.
+    /// Relay buffers neither lent out nor promised to a receive in flight.
+    pub fn available(&self) -> usize {
+        self.relay.free.get() - self.reserved.get()
+    }
+
+    fn publish(&self) {
+        let p = &self.relay;
+        self.gauges.free.store(self.available() as u64, Relaxed);
+        raise(&self.gauges.out_max, (p.count - self.available()) as u64);
+    }
+
+    /// A completed receive picked a buffer of group `g`: it is out of the ring now (for the
+    /// relay group, the receive's reservation became that buffer).
     pub fn picked(&self, g: Group) {
         let p = self.pool(g);
         p.free.set(p.free.get() - 1);
@@ -247,14 +264,11 @@ impl Bufs {
             Group::Head => {
                 self.stats.head_buffers_out.fetch_add(1, Relaxed);
             }
-            Group::Relay => {
-                self.gauges.free.store(p.free.get() as u64, Relaxed);
-                raise(&self.gauges.out_max, (p.count - p.free.get()) as u64);
-            }
+            Group::Relay => self.reserved.set(self.reserved.get() - 1),
         }
     }
 
-    /// Gives buffer `bid` of group `g` back to the kernel (and a waiting receive its turn).
+    /// Gives buffer `bid` of group `g` back to the kernel (and a waiting transfer its turn).
     pub fn recycle(&self, g: Group, bid: u16) {
         let p = self.pool(g);
         p.put(bid);
@@ -262,22 +276,76 @@ impl Bufs {
             Group::Head => {
                 self.stats.head_buffers_out.fetch_sub(1, Relaxed);
             }
-            Group::Relay => {
-                self.gauges.free.store(p.free.get() as u64, Relaxed);
-                let w = {
-                    let mut ws = self.relay_waiters.borrow_mut();
-                    (!ws.is_empty()).then(|| ws.remove(0))
-                };
-                if let Some(w) = w {
-                    w.wake();
-                }
+            Group::Relay => self.freed(),
+        }
+    }
+
+    /// A relay receive ended without picking a buffer (end of stream, error, cancelled).
+    pub fn unreserve(&self) {
+        self.reserved.set(self.reserved.get() - 1);
+        self.freed();
+    }
+
+    fn freed(&self) {
+        self.publish();
+        if self.available() > 0 {
+            if let Some((_, w)) = self.waiters.borrow().front() {
+                w.wake_by_ref();
             }
         }
     }
 
-    /// Registers a relay receive that got `ENOBUFS`; woken when a buffer comes back.
-    pub fn wait_relay(&self, w: &Waker) {
-        self.relay_waiters.borrow_mut().push(w.clone());
+    /// Reserves a relay buffer for a receive about to be armed. `wait`: the transfer holds
+    /// none, so it queues (first come, first served) until one is available; otherwise it
+    /// takes one only if one is available and nobody is waiting. `ticket` keeps the place in
+    /// the queue across polls; [`Bufs::leave`] gives it up.
+    pub fn poll_reserve(
+        &self,
+        wait: bool,
+        ticket: &mut Option<u64>,
+        cx: &mut Context<'_>,
+    ) -> Poll<bool> {
+        let mut q = self.waiters.borrow_mut();
+        let first = match *ticket {
+            None => q.is_empty(),
+            Some(me) => q.front().map(|(k, _)| *k) == Some(me),
+        };
+        if first && self.available() > 0 {
+            if ticket.take().is_some() {
+                q.pop_front();
+            }
+            self.reserved.set(self.reserved.get() + 1);
+            drop(q);
+            self.publish();
+            // Pass the turn on if more are available.
+            self.freed();
+            return Poll::Ready(true);
+        }
+        if !wait {
+            return Poll::Ready(false);
+        }
+        match *ticket {
+            Some(me) => {
+                if let Some(e) = q.iter_mut().find(|(k, _)| *k == me) {
+                    e.1 = cx.waker().clone();
+                }
+            }
+            None => {
+                let me = self.next_ticket.get();
+                self.next_ticket.set(me + 1);
+                q.push_back((me, cx.waker().clone()));
+                *ticket = Some(me);
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Leaves the reservation queue (a transfer dropped while waiting), passing the turn on.
+    pub fn leave(&self, ticket: &mut Option<u64>) {
+        if let Some(me) = ticket.take() {
+            self.waiters.borrow_mut().retain(|(k, _)| *k != me);
+            self.freed();
+        }
     }
 
     pub fn note_transfer_held(&self, n: usize) {

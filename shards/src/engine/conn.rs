@@ -98,12 +98,13 @@ pub struct Conn {
     engine: Engine,
     fd: u32,
     peer: SocketAddr,
-    read_timeout: Option<Duration>,
-    write_timeout: Option<Duration>,
+    /// In milliseconds (4 bytes each: every held connection carries two `Conn`s).
+    read_timeout: Option<std::num::NonZeroU32>,
+    write_timeout: Option<std::num::NonZeroU32>,
     /// The armed receive's slot, until its completion is collected.
     armed: Option<u32>,
     /// A collected receive's bytes not yet copied out: head buffer, offset, end.
-    ready: Option<(u16, u32, u32)>,
+    ready: Option<(u16, u16, u16)>,
     /// A collected end of stream (0) or error, to report once `ready` is drained.
     ended: Option<i32>,
 }
@@ -171,20 +172,22 @@ impl Conn {
 
     /// Each wait for bytes (and each relay read) fails with `TimedOut` after this long.
     pub fn set_read_timeout(&mut self, t: Option<Duration>) {
-        self.read_timeout = t;
+        self.read_timeout = t.map(millis);
     }
 
     pub fn read_timeout(&self) -> Option<Duration> {
         self.read_timeout
+            .map(|m| Duration::from_millis(m.get() as u64))
     }
 
     /// Each send (and each relay write) fails with `TimedOut` after this long.
     pub fn set_write_timeout(&mut self, t: Option<Duration>) {
-        self.write_timeout = t;
+        self.write_timeout = t.map(millis);
     }
 
     pub fn write_timeout(&self) -> Option<Duration> {
         self.write_timeout
+            .map(|m| Duration::from_millis(m.get() as u64))
     }
 
     /// Arms a receive if none is armed, so that the peer's next bytes or close are seen.
@@ -226,7 +229,7 @@ impl Conn {
     /// Waits until bytes are ready (returns how many), or the peer closed (0). Honours the
     /// read timeout. Dropping the future leaves the receive armed.
     pub async fn wait_data(&mut self) -> io::Result<usize> {
-        let deadline = self.read_timeout.map(|t| self.engine.now() + t);
+        let deadline = self.read_timeout().map(|t| self.engine.now() + t);
         let mut sleep = deadline.map(|d| self.engine.sleep_until(d));
         std::future::poll_fn(|cx| {
             if let Some(r) = self.poll_data(cx) {
@@ -274,7 +277,7 @@ impl Conn {
             }
             let bid = cqueue::buffer_select(flags).expect("receive with buffer select");
             self.engine.inner().bufs.picked(Group::Head);
-            self.ready = Some((bid, 0, res as u32));
+            self.ready = Some((bid, 0, res as u16));
         }
     }
 
@@ -293,7 +296,7 @@ impl Conn {
             bufs.recycle(Group::Head, bid);
             self.ready = None;
         } else {
-            self.ready = Some((bid, off + n as u32, end));
+            self.ready = Some((bid, off + n as u16, end));
         }
         n
     }
@@ -360,7 +363,7 @@ impl Conn {
             .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
             .build();
         let idx = self.engine.start(sqe, Kind::Send, hold);
-        let deadline = self.write_timeout.map(|t| self.engine.now() + t);
+        let deadline = self.write_timeout().map(|t| self.engine.now() + t);
         match with_deadline(&self.engine, deadline, Op::new(&self.engine, idx)).await {
             Some((res, _, hold)) if res > 0 => Ok((res as usize, hold)),
             Some((0, _, _)) => Err(io::Error::new(io::ErrorKind::WriteZero, "send returned 0")),
@@ -386,14 +389,13 @@ impl Conn {
         ));
     }
 
-    /// Bytes of a collected receive that the caller never took (a relay source starting
-    /// with them): copied out, so the caller can send them first.
-    pub(crate) fn drain_ready(&mut self, out: &mut Vec<u8>) {
-        while let Some((_, off, end)) = self.ready {
-            let at = out.len();
-            out.resize(at + (end - off) as usize, 0);
-            self.take_into(&mut out[at..]);
-        }
+    /// Appends up to `max` of the received bytes not taken yet to `out` (a relay source
+    /// starting with them: the caller sends them first). Returns how many.
+    pub fn drain_ready(&mut self, out: &mut Vec<u8>, max: usize) -> usize {
+        let n = self.ready_len().min(max);
+        let at = out.len();
+        out.resize(at + n, 0);
+        self.take_into(&mut out[at..])
     }
 }
 
@@ -403,11 +405,17 @@ impl Drop for Conn {
             self.engine.inner().bufs.recycle(Group::Head, bid);
         }
         if let Some(idx) = self.armed.take() {
-            // The close below cancels it; the orphan's completion gives back any buffer.
-            self.engine.orphan_quiet(idx);
+            // Cancelled before the close; the orphan's completion gives back any buffer.
+            self.engine.abandon(idx);
         }
         self.engine.close_file(self.fd);
     }
+}
+
+/// A timeout in whole milliseconds, at least 1.
+fn millis(t: Duration) -> std::num::NonZeroU32 {
+    let ms = t.as_millis().clamp(1, u32::MAX as u128) as u32;
+    std::num::NonZeroU32::new(ms).expect("at least 1")
 }
 
 /// Runs `op` until it completes (`Some`) or `deadline` passes (`None`; the op is dropped, and

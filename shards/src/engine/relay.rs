@@ -60,10 +60,13 @@ struct Transfer<'a> {
     reading: Option<(u32, Instant)>,
     writing: Option<Writing>,
     filled: VecDeque<Filled>,
+    /// The transfer's place in the queue for a relay buffer, while it waits.
+    ticket: Option<u64>,
 }
 
 impl Drop for Transfer<'_> {
     fn drop(&mut self) {
+        self.engine.inner().bufs.leave(&mut self.ticket);
         if let Some((idx, _)) = self.reading.take() {
             self.engine.abandon(idx);
         }
@@ -80,7 +83,8 @@ impl Drop for Transfer<'_> {
 }
 
 /// Moves exactly `len` bytes from `src` to `dst`, or everything until `src` closes when `len`
-/// is `None`, holding at most `k` relay buffers. Returns the bytes moved.
+/// is `None`, holding at most `k` relay buffers. Returns the bytes moved. The caller first
+/// takes what `src` already received ([`Conn::drain_ready`]): the relay starts at the socket.
 pub async fn relay(
     src: &mut Conn,
     dst: &mut Conn,
@@ -88,27 +92,16 @@ pub async fn relay(
     k: usize,
 ) -> Result<u64, RelayError> {
     let engine = src.engine().clone();
+    debug_assert_eq!(
+        src.ready_len(),
+        0,
+        "relay: take the source's ready bytes first"
+    );
+    if len == Some(0) {
+        return Ok(0);
+    }
     let mut moved: u64 = 0;
     let mut remaining = len;
-    // Bytes the source already received into a head buffer go first.
-    if src.ready_len() > 0 {
-        let mut first = Vec::new();
-        src.drain_ready(&mut first);
-        let n = match remaining {
-            Some(r) => (first.len() as u64).min(r) as usize,
-            None => first.len(),
-        };
-        first.truncate(n);
-        let (r, _) = dst.send(first).await;
-        r.map_err(RelayError::Write)?;
-        moved += n as u64;
-        if let Some(r) = remaining.as_mut() {
-            *r -= n as u64;
-        }
-    }
-    if remaining == Some(0) {
-        return Ok(moved);
-    }
     let (sfd, dfd) = (src.fd(), dst.fd());
     let (rto, wto) = (src.read_timeout(), dst.write_timeout());
     let size = engine.relay_buffer_size();
@@ -118,18 +111,26 @@ pub async fn relay(
         reading: None,
         writing: None,
         filled: engine.take_queue(),
+        ticket: None,
     };
     let mut read_done = false;
-    // Set by ENOBUFS: wait for a buffer to come back before receiving again.
-    let mut starved = false;
     let mut sleep: Option<super::Sleep> = None;
 
     loop {
-        if starved && engine.relay_buffers_free() > 0 {
-            starved = false;
-        }
         let held = t.reading.is_some() as usize + t.writing.is_some() as usize + t.filled.len();
-        if !read_done && !starved && t.reading.is_none() && held < k {
+        // A receive is armed only with a reserved buffer: holding none, the transfer waits its
+        // turn for one; holding some, it takes another only if one is free and nobody waits.
+        let reserved = !read_done
+            && t.reading.is_none()
+            && held < k
+            && std::future::poll_fn(|cx| {
+                engine
+                    .inner()
+                    .bufs
+                    .poll_reserve(held == 0, &mut t.ticket, cx)
+            })
+            .await;
+        if reserved {
             let want = match remaining {
                 Some(n) => n.min(size as u64) as u32,
                 None => size as u32,
@@ -182,7 +183,6 @@ pub async fn relay(
             Read(i32, u32),
             Write(i32),
             Timeout(bool),
-            Buffer,
         }
         let ev = std::future::poll_fn(|cx| {
             if let Some((idx, _)) = t.reading {
@@ -196,12 +196,6 @@ pub async fn relay(
                     return Poll::Ready(Ev::Write(res));
                 }
             }
-            if starved {
-                if engine.relay_buffers_free() > 0 {
-                    return Poll::Ready(Ev::Buffer);
-                }
-                engine.inner().bufs.wait_relay(cx.waker());
-            }
             if let (Some(s), Some((_, is_read))) = (sleep.as_mut(), due) {
                 if Pin::new(s).poll(cx).is_ready() {
                     return Poll::Ready(Ev::Timeout(is_read));
@@ -212,7 +206,6 @@ pub async fn relay(
         .await;
 
         match ev {
-            Ev::Buffer => {}
             Ev::Timeout(true) => return Err(RelayError::Read(timed_out("receive"))),
             Ev::Timeout(false) => return Err(RelayError::Write(timed_out("send"))),
             Ev::Write(res) => {
@@ -235,12 +228,18 @@ pub async fn relay(
                 }
             }
             Ev::Read(res, flags) => {
+                let bid = cqueue::buffer_select(flags);
+                match bid {
+                    Some(_) => engine.inner().bufs.picked(Group::Relay),
+                    None => engine.inner().bufs.unreserve(),
+                }
                 if res == -libc::ENOBUFS {
+                    // Reservations keep receives within the free buffers, so this is not
+                    // expected; it is retried with a new reservation.
                     engine
                         .stats()
                         .no_buffers
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    starved = true;
                     continue;
                 }
                 if res < 0 {
@@ -253,8 +252,7 @@ pub async fn relay(
                     }
                     continue;
                 }
-                let bid = cqueue::buffer_select(flags).expect("relay receive with buffer select");
-                engine.inner().bufs.picked(Group::Relay);
+                let bid = bid.expect("relay receive with data has a buffer");
                 t.filled.push_back(Filled {
                     bid,
                     off: 0,
