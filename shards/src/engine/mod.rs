@@ -84,7 +84,7 @@ impl EngineConfig {
         EngineConfig {
             relay_buffers,
             relay_buffer_size,
-            head_buffers: 1024,
+            head_buffers: 512,
             files: 0,
         }
     }
