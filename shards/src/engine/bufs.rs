@@ -24,7 +24,7 @@ use io_uring::{types::BufRingEntry, IoUring};
 
 /// Size of a head buffer. Most request and response heads fit in one receive; a larger head
 /// takes several (the connection's own head buffer collects them). Every one of them may be
-/// touched in a burst, so this times the count is resident memory: 2 KiB x 1,024 is 2 MiB.
+/// touched in a burst, so this times the count is resident memory: 2 KiB x 512 is 1 MiB.
 pub const HEAD_BUFFER_SIZE: usize = 2048;
 
 /// Live gauges of one shard's relay buffers, read by the metrics thread.
