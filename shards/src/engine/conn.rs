@@ -229,23 +229,15 @@ impl Conn {
     /// Waits until bytes are ready (returns how many), or the peer closed (0). Honours the
     /// read timeout. Dropping the future leaves the receive armed.
     pub async fn wait_data(&mut self) -> io::Result<usize> {
-        let deadline = self.read_timeout().map(|t| self.engine.now() + t);
-        let mut sleep = deadline.map(|d| self.engine.sleep_until(d));
-        std::future::poll_fn(|cx| {
-            if let Some(r) = self.poll_data(cx) {
-                return Poll::Ready(r);
-            }
-            if let Some(s) = sleep.as_mut() {
-                if Pin::new(s).poll(cx).is_ready() {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "receive timed out",
-                    )));
-                }
-            }
-            Poll::Pending
-        })
-        .await
+        let engine = self.engine.clone();
+        let deadline = self.read_timeout().map(|t| engine.now() + t);
+        let data = std::future::poll_fn(|cx| match self.poll_data(cx) {
+            Some(r) => Poll::Ready(r),
+            None => Poll::Pending,
+        });
+        with_deadline(&engine, deadline, data)
+            .await
+            .unwrap_or_else(|| Err(io::Error::new(io::ErrorKind::TimedOut, "receive timed out")))
     }
 
     fn poll_data(&mut self, cx: &mut Context<'_>) -> Option<io::Result<usize>> {

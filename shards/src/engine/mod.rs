@@ -246,27 +246,8 @@ impl Engine {
         &self.inner.stats
     }
 
-    pub fn gauges(&self) -> &Arc<RingGauges> {
-        self.inner.bufs.gauges()
-    }
-
-    /// Relay buffers free now (neither lent to a transfer nor promised to a receive).
-    pub fn relay_buffers_free(&self) -> usize {
-        self.inner.bufs.available()
-    }
-
     pub fn relay_buffer_size(&self) -> usize {
         self.inner.bufs.size(Group::Relay)
-    }
-
-    /// Operations in the kernel now (including orphans waiting for their completion).
-    pub fn ops_in_flight(&self) -> usize {
-        self.inner.ops.borrow().in_flight
-    }
-
-    /// Direct descriptors open now.
-    pub fn files_open(&self) -> u32 {
-        self.inner.files_open.get()
     }
 
     pub fn files_capacity(&self) -> u32 {
