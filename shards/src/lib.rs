@@ -36,8 +36,8 @@ mod stats;
 
 pub use cpus::{format_cpu_list, online_cpus, parse_cpu_list, select_cpus};
 pub use engine::{
-    probe, relay, Conn, Engine, EngineConfig, EngineStats, RelayError, RingGauges, Sleep,
-    MAX_RING_BUFFERS,
+    probe, relay, tunnel, Conn, Engine, EngineConfig, EngineStats, RelayError, RingGauges, Sleep,
+    TunnelEnd, TunnelReport, MAX_RING_BUFFERS,
 };
 pub use memlock::{raise_memlock_limit, raise_nofile_limit};
 pub use server::{Server, ServerConfig, ShardContext, ShardInfo};

@@ -387,3 +387,142 @@ fn relay_moves_exact_lengths_with_at_most_k_buffers() {
     server.shutdown_handle().trigger();
     server.join().unwrap();
 }
+
+/// A shard whose handler connects each client to `backend` and tunnels between them with
+/// `idle`; each tunnel's report (bytes each way, how it ended) comes back on the channel.
+fn tunnel_server(
+    backend: SocketAddr,
+    idle: Duration,
+) -> (Server, std::sync::mpsc::Receiver<(u64, u64, String)>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = Server::start(config(small_engine()), move |ctx| {
+        let engine = ctx.engine.clone();
+        let tx = tx.clone();
+        move |mut conn: Conn, _peer| {
+            let engine = engine.clone();
+            let tx = tx.clone();
+            async move {
+                let mut b = Conn::connect(&engine, backend, Duration::from_secs(5))
+                    .await
+                    .unwrap();
+                let r = shards::tunnel(&mut conn, &mut b, idle).await;
+                let _ = tx.send((r.a_to_b, r.b_to_a, format!("{:?}", r.end)));
+            }
+        }
+    })
+    .unwrap();
+    (server, rx)
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8 ^ seed).collect()
+}
+
+#[test]
+fn a_tunnel_moves_both_ways_at_once_and_passes_each_half_close_on() {
+    // 1 MiB each way at the same time. The client half-closes after its megabyte; the backend
+    // must see that EOF (passed on) before it sends its last byte and closes.
+    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+    let baddr = backend.local_addr().unwrap();
+    let up = pattern(1 << 20, 0x5a);
+    let down = pattern(1 << 20, 0xa5);
+    let (up2, down2) = (up.clone(), down.clone());
+    let origin = thread::spawn(move || {
+        let (mut s, _) = backend.accept().unwrap();
+        let mut w = s.try_clone().unwrap();
+        let last = *down2.last().unwrap();
+        let writer = thread::spawn(move || w.write_all(&down2[..down2.len() - 1]).unwrap());
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap(); // ends only with the client's half-close
+        assert!(got == up2, "backend received different bytes");
+        writer.join().unwrap();
+        s.write_all(&[last]).unwrap();
+    });
+    let (server, reports) = tunnel_server(baddr, Duration::from_secs(30));
+    let shard = server.shards()[0].clone();
+    let mut c = connect(server.local_addr());
+    let mut w = c.try_clone().unwrap();
+    let up3 = up.clone();
+    let writer = thread::spawn(move || {
+        w.write_all(&up3).unwrap();
+        w.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).unwrap();
+    assert!(got == down, "client received different bytes");
+    writer.join().unwrap();
+    origin.join().unwrap();
+    let (ab, ba, end) = reports.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!((ab, ba, end.as_str()), (1 << 20, 1 << 20, "Closed"));
+    drop(c);
+    all_back(&shard, 8);
+    server.shutdown_handle().trigger();
+    server.join().unwrap();
+}
+
+#[test]
+fn a_tunnel_stays_open_while_either_side_moves_bytes_and_ends_when_both_are_idle() {
+    // The backend pushes 10 bytes, one every 40 ms, while the client sends nothing: the idle
+    // timeout (300 ms) counts from the last byte in either direction, so the client's quiet
+    // side must not end the tunnel. Then both are quiet and it ends as Idle.
+    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+    let baddr = backend.local_addr().unwrap();
+    let origin = thread::spawn(move || {
+        let (mut s, _) = backend.accept().unwrap();
+        for i in 0..10u8 {
+            s.write_all(&[b'0' + i]).unwrap();
+            thread::sleep(Duration::from_millis(40));
+        }
+        let mut b = [0u8; 1];
+        // The tunnel's end closes the backend connection too.
+        assert_eq!(s.read(&mut b).unwrap(), 0);
+    });
+    let (server, reports) = tunnel_server(baddr, Duration::from_millis(300));
+    let shard = server.shards()[0].clone();
+    let mut c = connect(server.local_addr());
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"0123456789");
+    let (ab, ba, end) = reports.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!((ab, ba, end.as_str()), (0, 10, "Idle"));
+    origin.join().unwrap();
+    drop(c);
+    all_back(&shard, 8);
+    server.shutdown_handle().trigger();
+    server.join().unwrap();
+}
+
+#[test]
+fn a_reset_client_ends_the_tunnel_and_closes_the_backend() {
+    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+    let baddr = backend.local_addr().unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let origin = thread::spawn(move || {
+        let (mut s, _) = backend.accept().unwrap();
+        let mut b = [0u8; 5];
+        s.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"hello");
+        ready_tx.send(()).unwrap();
+        let mut rest = Vec::new();
+        // Closed by the proxy once the client's reset ends the tunnel: EOF, nothing more.
+        s.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
+    });
+    let (server, reports) = tunnel_server(baddr, Duration::from_secs(30));
+    let shard = server.shards()[0].clone();
+    let mut c = connect(server.local_addr());
+    c.write_all(b"hello").unwrap();
+    ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    // SO_LINGER 0: the close sends RST.
+    socket2::SockRef::from(&c)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(c);
+    let (ab, _ba, end) = reports.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(ab, 5);
+    assert!(end.starts_with("Failed(A"), "ended as {end}");
+    origin.join().unwrap();
+    all_back(&shard, 8);
+    server.shutdown_handle().trigger();
+    server.join().unwrap();
+}

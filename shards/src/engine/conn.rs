@@ -89,6 +89,10 @@ pub(crate) fn setsockopt_sqe<T>(fd: u32, level: i32, name: i32, val: &'static T)
     sqe
 }
 
+pub(crate) fn shutdown_sqe(fd: u32) -> squeue::Entry {
+    opcode::Shutdown::new(types::Fixed(fd), libc::SHUT_WR).build()
+}
+
 pub(crate) fn nodelay_sqe(fd: u32) -> squeue::Entry {
     setsockopt_sqe(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, &ONE)
 }
@@ -240,7 +244,7 @@ impl Conn {
             .unwrap_or_else(|| Err(io::Error::new(io::ErrorKind::TimedOut, "receive timed out")))
     }
 
-    fn poll_data(&mut self, cx: &mut Context<'_>) -> Option<io::Result<usize>> {
+    pub(super) fn poll_data(&mut self, cx: &mut Context<'_>) -> Option<io::Result<usize>> {
         loop {
             if self.ready.is_some() {
                 return Some(Ok(self.ready_len()));
@@ -304,70 +308,30 @@ impl Conn {
     /// Sends all of `buf`, which the kernel owns until each send completes. Returns it
     /// (cleared of nothing: the caller decides) for reuse.
     pub async fn send(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
-        let (ptr, len) = (buf.as_ptr(), buf.len());
-        let mut hold = Hold::Bytes(buf);
-        let mut off = 0;
-        let mut result = Ok(());
-        while off < len {
-            // SAFETY: `ptr..ptr+len` is the Vec's heap memory, owned by the slot (`hold`)
-            // until the completion, so it stays valid even if this future is dropped.
-            let r = self
-                .send_raw(unsafe { ptr.add(off) }, len - off, hold)
-                .await;
-            match r {
-                Ok((n, h)) => {
-                    hold = h;
-                    off += n;
-                }
-                Err(e) => {
-                    result = Err(e);
-                    hold = Hold::None;
-                    break;
-                }
-            }
-        }
-        let buf = match hold {
-            Hold::Bytes(b) => b,
-            _ => Vec::new(),
-        };
-        (result, buf)
+        send_on(&self.engine, self.fd, self.write_timeout(), buf).await
     }
 
     /// Sends static bytes (fixed answers such as `100 Continue`).
     pub async fn send_static(&mut self, bytes: &'static [u8]) -> io::Result<()> {
         let mut off = 0;
         while off < bytes.len() {
-            let (n, _) = self
-                .send_raw(bytes[off..].as_ptr(), bytes.len() - off, Hold::None)
-                .await?;
+            let (n, _) = send_raw(
+                &self.engine,
+                self.fd,
+                self.write_timeout(),
+                bytes[off..].as_ptr(),
+                bytes.len() - off,
+                Hold::None,
+            )
+            .await?;
             off += n;
         }
         Ok(())
     }
 
-    async fn send_raw(
-        &mut self,
-        ptr: *const u8,
-        len: usize,
-        hold: Hold,
-    ) -> io::Result<(usize, Hold)> {
-        let sqe = opcode::Send::new(types::Fixed(self.fd), ptr, len as u32)
-            .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
-            .build();
-        let idx = self.engine.start(sqe, Kind::Send, hold);
-        let deadline = self.write_timeout().map(|t| self.engine.now() + t);
-        match with_deadline(&self.engine, deadline, Op::new(&self.engine, idx)).await {
-            Some((res, _, hold)) if res > 0 => Ok((res as usize, hold)),
-            Some((0, _, _)) => Err(io::Error::new(io::ErrorKind::WriteZero, "send returned 0")),
-            Some((res, _, _)) => Err(cqe_error(res)),
-            None => Err(io::Error::new(io::ErrorKind::TimedOut, "send timed out")),
-        }
-    }
-
     /// Half-closes: the peer reads end of stream after what was sent.
     pub fn shutdown_write(&self) {
-        self.engine
-            .fire(opcode::Shutdown::new(types::Fixed(self.fd), libc::SHUT_WR).build());
+        self.engine.fire(shutdown_sqe(self.fd));
     }
 
     /// Makes the close send RST instead of FIN (SO_LINGER 0), so a peer cannot mistake a cut
@@ -431,4 +395,68 @@ pub(crate) async fn with_deadline<F: Future>(
         Poll::Pending
     })
     .await
+}
+
+/// Sends all of `buf` on descriptor `fd`. A free function, so that a tunnel can send on one
+/// connection while its other direction waits on that connection's receive.
+pub(crate) async fn send_on(
+    engine: &Engine,
+    fd: u32,
+    timeout: Option<Duration>,
+    buf: Vec<u8>,
+) -> (io::Result<()>, Vec<u8>) {
+    let (ptr, len) = (buf.as_ptr(), buf.len());
+    let mut hold = Hold::Bytes(buf);
+    let mut off = 0;
+    let mut result = Ok(());
+    while off < len {
+        // SAFETY: `ptr..ptr+len` is the Vec's heap memory, owned by the slot (`hold`) until
+        // the completion, so it stays valid even if this future is dropped.
+        let r = send_raw(
+            engine,
+            fd,
+            timeout,
+            unsafe { ptr.add(off) },
+            len - off,
+            hold,
+        )
+        .await;
+        match r {
+            Ok((n, h)) => {
+                hold = h;
+                off += n;
+            }
+            Err(e) => {
+                result = Err(e);
+                hold = Hold::None;
+                break;
+            }
+        }
+    }
+    let buf = match hold {
+        Hold::Bytes(b) => b,
+        _ => Vec::new(),
+    };
+    (result, buf)
+}
+
+async fn send_raw(
+    engine: &Engine,
+    fd: u32,
+    timeout: Option<Duration>,
+    ptr: *const u8,
+    len: usize,
+    hold: Hold,
+) -> io::Result<(usize, Hold)> {
+    let sqe = opcode::Send::new(types::Fixed(fd), ptr, len as u32)
+        .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
+        .build();
+    let idx = engine.start(sqe, Kind::Send, hold);
+    let deadline = timeout.map(|t| engine.now() + t);
+    match with_deadline(engine, deadline, Op::new(engine, idx)).await {
+        Some((res, _, hold)) if res > 0 => Ok((res as usize, hold)),
+        Some((0, _, _)) => Err(io::Error::new(io::ErrorKind::WriteZero, "send returned 0")),
+        Some((res, _, _)) => Err(cqe_error(res)),
+        None => Err(io::Error::new(io::ErrorKind::TimedOut, "send timed out")),
+    }
 }

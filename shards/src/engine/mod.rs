@@ -26,6 +26,7 @@ mod conn;
 mod listen;
 mod probe;
 mod relay;
+mod tunnel;
 mod wheel;
 
 use std::cell::{Cell, RefCell};
@@ -46,6 +47,7 @@ pub use conn::Conn;
 pub use listen::{Acceptor, ACCEPT_DEPTH};
 pub use probe::{probe, KernelFloor};
 pub use relay::{relay, RelayError};
+pub use tunnel::{tunnel, End, TunnelEnd, TunnelReport};
 pub use wheel::Sleep;
 
 use bufs::{Bufs, Group};
