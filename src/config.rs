@@ -153,6 +153,12 @@ pub struct Args {
     #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
 
+    /// How long an upgraded (WebSocket) connection may move no byte either way before it is
+    /// closed, as HAProxy's `timeout tunnel`. Long, since live-update channels are often quiet
+    /// for minutes between messages.
+    #[arg(long, value_name = "DUR", default_value = "1h", value_parser = parse_duration)]
+    pub tunnel_idle_timeout: Duration,
+
     /// Serve Prometheus metrics at http://ADDR/metrics [default: off].
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
@@ -228,6 +234,7 @@ pub struct Config {
     pub backend_max_idle: usize,
     pub backend_retry_backoff: Duration,
     pub drain_timeout: Duration,
+    pub tunnel_idle_timeout: Duration,
     pub metrics_listen: Option<SocketAddr>,
     pub proxy_protocol: bool,
     pub access_log: crate::access_log::Destination,
@@ -270,6 +277,13 @@ pub struct RouteConfig {
     pub auth: crate::auth::AuthConfig,
     /// Forward the credential header to the backend (it is stripped by default).
     pub keep_credentials: bool,
+    /// Protocols a request may upgrade to (lower case); empty refuses every upgrade.
+    pub upgrade: Vec<String>,
+}
+
+/// The protocols a route upgrades to unless it says otherwise.
+pub fn default_upgrades() -> Vec<String> {
+    vec!["websocket".to_string()]
 }
 
 /// How bodies are relayed (`--relay`).
@@ -398,6 +412,7 @@ impl Config {
             backend_max_idle: args.backend_max_idle,
             backend_retry_backoff: args.backend_retry_backoff,
             drain_timeout: args.drain_timeout,
+            tunnel_idle_timeout: args.tunnel_idle_timeout,
             metrics_listen,
             proxy_protocol: args.proxy_protocol,
             access_log,
@@ -586,6 +601,7 @@ fn groups_and_routes(
             group: default,
             auth: crate::auth::AuthConfig::None,
             keep_credentials: false,
+            upgrade: default_upgrades(),
         });
     }
     Ok((groups, routes))

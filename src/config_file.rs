@@ -66,6 +66,7 @@ flag_keys!(
     backend_max_idle,
     backend_retry_backoff,
     drain_timeout,
+    tunnel_idle_timeout,
     metrics_listen,
     proxy_protocol,
     access_log,
@@ -102,6 +103,31 @@ struct RawRoute {
     auth: Option<Spanned<AuthSpec>>,
     #[serde(default)]
     keep_credentials: bool,
+    #[serde(default)]
+    upgrade: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// A route's `upgrade` list: protocol names (tokens), lower-cased. `h2c` is refused rather
+/// than ignored, so that a file never seems to allow what corelay always strips.
+fn upgrade_list(list: &[Spanned<String>]) -> Result<Vec<String>, (std::ops::Range<usize>, String)> {
+    list.iter()
+        .map(|p| {
+            let name = p.get_ref();
+            if name.is_empty() || !name.bytes().all(crate::http1::is_tchar) {
+                Err((
+                    p.span(),
+                    format!("'{name}' is not a protocol name (a token such as websocket)"),
+                ))
+            } else if name.eq_ignore_ascii_case("h2c") {
+                Err((
+                    p.span(),
+                    "h2c is never upgraded to (corelay always strips it)".into(),
+                ))
+            } else {
+                Ok(name.to_ascii_lowercase())
+            }
+        })
+        .collect()
 }
 
 /// A route's authorization, as written in the file. No `Debug`: it holds secrets; it is
@@ -345,6 +371,16 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, Vec<String>> {
                 auth
             }
         };
+        let upgrade = match &rr.upgrade {
+            None => crate::config::default_upgrades(),
+            Some(list) => match upgrade_list(list.get_ref()) {
+                Ok(v) => v,
+                Err((span, e)) => {
+                    errors.push(format!("{}: key 'upgrade': {e}", at(span)));
+                    continue;
+                }
+            },
+        };
         routes.push(RouteConfig {
             host,
             prefix,
@@ -352,6 +388,7 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, Vec<String>> {
             group,
             auth,
             keep_credentials: rr.keep_credentials,
+            upgrade,
         });
     }
     if !raw.routes.is_empty() && routes.is_empty() && errors.is_empty() {

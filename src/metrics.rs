@@ -22,6 +22,19 @@ pub struct ProxyStats {
     pub backend_reuses: AtomicU64,
     pub backend_retries: AtomicU64,
     pub backend_idle: AtomicU64,
+    /// Upgraded connections: open now, and since start.
+    pub tunnels_open: AtomicU64,
+    pub tunnels: AtomicU64,
+}
+
+/// Counts a tunnel as open until dropped.
+pub struct TunnelOpen<'a>(&'a ProxyStats);
+
+impl Drop for TunnelOpen<'_> {
+    fn drop(&mut self) {
+        let g = &self.0.tunnels_open;
+        g.store(g.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
+    }
 }
 
 impl ProxyStats {
@@ -34,6 +47,12 @@ impl ProxyStats {
     #[inline]
     pub fn set(&self, gauge: &AtomicU64, value: u64) {
         gauge.store(value, Ordering::Relaxed);
+    }
+
+    pub fn tunnel_opened(&self) -> TunnelOpen<'_> {
+        self.inc(&self.tunnels);
+        self.inc(&self.tunnels_open);
+        TunnelOpen(self)
     }
 
     pub fn count_error(&self, e: &ProxyError) {
@@ -61,7 +80,7 @@ type Row = (&'static str, &'static str, fn(&ShardMetrics) -> u64);
 /// Renders every shard's counters in the Prometheus text format.
 pub fn render(shards: &[ShardMetrics], out: &mut String) {
     use std::fmt::Write as _;
-    let rows: [Row; 21] = [
+    let rows: [Row; 23] = [
         ("corelay_connections_open", "gauge", |m| {
             m.shard.snapshot().connections_open
         }),
@@ -94,6 +113,12 @@ pub fn render(shards: &[ShardMetrics], out: &mut String) {
         }),
         ("corelay_backend_idle_connections", "gauge", |m| {
             load(&m.proxy.backend_idle)
+        }),
+        ("corelay_tunnels_open", "gauge", |m| {
+            load(&m.proxy.tunnels_open)
+        }),
+        ("corelay_tunnels_total", "counter", |m| {
+            load(&m.proxy.tunnels)
         }),
         ("corelay_relay_buffers_free", "gauge", |m| {
             load(&m.relay.free)

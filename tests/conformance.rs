@@ -745,7 +745,7 @@ fn hop_by_hop_request_fields_are_removed_exactly() {
     assert_forwarded(
         b"GET /h HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, X-Custom,  x-other \r\n\
           X-Custom: secret\r\nX-Other: 2\r\nKeep-Alive: timeout=300\r\nProxy-Connection: keep-alive\r\n\
-          TE: trailers\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-End: yes\r\n\
+          TE: trailers\r\nUpgrade: h2c\r\nConnection: Upgrade\r\nX-End: yes\r\n\
           X-Forwarded-Proto: https\r\nX-Forwarded-For: 10.1.1.1\r\nVia: 1.0 edge\r\n\r\n",
         "GET /h HTTP/1.1\r\nHost: h\r\nX-End: yes\r\nX-Forwarded-For: 10.1.1.1, 127.0.0.1\r\n\
          X-Forwarded-Proto: http\r\nVia: 1.0 edge, 1.1 corelay\r\n\r\n",
@@ -753,11 +753,11 @@ fn hop_by_hop_request_fields_are_removed_exactly() {
 }
 
 #[test]
-fn websocket_upgrade_is_not_tunnelled_and_the_connection_stays_in_sync() {
-    // corelay does not implement Upgrade (RFC 9110 §7.8: a server MAY ignore
-    // it). Upgrade and Connection must not reach the backend, the backend's
-    // normal response is relayed, and the connection stays usable (no
-    // tunnel, no bytes swallowed or smuggled).
+fn an_upgrade_offer_answered_without_101_keeps_the_connection_in_sync() {
+    // RFC 9110 §7.8: a WebSocket offer goes to the backend with Upgrade and Connection
+    // (tests/websocket.rs has the tunnel); when the backend answers it normally, that answer
+    // is relayed and the connection stays usable (no tunnel, no bytes swallowed or
+    // smuggled). An h2c offer never reaches the backend.
     let be = fwd_backend();
     let cr = Corelay::start(&[be.addr], &[]);
     let mut c = Client::connect(cr.addr);
@@ -766,15 +766,22 @@ fn websocket_upgrade_is_not_tunnelled_and_the_connection_stays_in_sync() {
           Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
     );
     assert_eq!((r.status, r.body.as_slice()), (200, &b"forwarded"[..]));
+    let r = c.roundtrip(
+        b"GET /h2c HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+          Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
     let r = c.roundtrip(&get("/after"));
     assert_eq!(r.status, 200);
-    let reqs = be.wait_requests(2, WAIT);
+    let reqs = be.wait_requests(3, WAIT);
+    assert_eq!(reqs[0].header("upgrade"), Some("websocket"));
+    assert_eq!(reqs[0].header("connection"), Some("upgrade"));
     assert!(
-        !reqs[0].has("upgrade") && !reqs[0].has("connection"),
+        !reqs[1].has("upgrade") && !reqs[1].has("connection") && !reqs[1].has("http2-settings"),
         "{:?}",
-        reqs[0].headers
+        reqs[1].headers
     );
-    assert_eq!(reqs[1].target, "/after");
+    assert_eq!(reqs[2].target, "/after");
 }
 
 #[test]

@@ -510,6 +510,7 @@ fn strip_header_feeds_encode_request() {
             via: "corelay",
             default_host: "b",
             strip: strip.as_slice(),
+            upgrade: &[],
         };
         let mut out = Vec::new();
         encode_request(buf, &head, &info, &mut out);
@@ -540,6 +541,7 @@ fn strip_header_feeds_encode_request() {
         via: "corelay",
         default_host: "b",
         strip: s.as_slice(),
+        upgrade: &[],
     };
     let mut out = Vec::new();
     encode_request(buf, &head, &info, &mut out);

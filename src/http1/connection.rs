@@ -49,6 +49,40 @@ pub(crate) fn is_hop_field(buf: &[u8], headers: &[HeaderSpan], name: &[u8]) -> b
     is_hop_by_hop(name) || is_nominated(buf, headers, name)
 }
 
+/// The Upgrade field of a request that asks to switch protocols (RFC 9110 §7.8): an
+/// HTTP/1.1 GET whose Connection lists `upgrade`, with exactly one Upgrade line. Two lines
+/// could be joined differently by the backend, so they are not an offer (and are stripped).
+pub(crate) fn upgrade_offer(buf: &[u8], headers: &[HeaderSpan]) -> Option<super::span::Span> {
+    if !has_option(buf, headers, "upgrade") {
+        return None;
+    }
+    let mut lines = headers.iter().filter(|h| h.is(buf, "upgrade"));
+    match (lines.next(), lines.next()) {
+        (Some(h), None) => Some(h.value),
+        _ => None,
+    }
+}
+
+/// Whether one element of an Upgrade list (`protocol-name ["/" protocol-version]`) names a
+/// protocol on `allow` (lower-case names). `h2c` never does: HTTP/2 over cleartext would
+/// carry requests past every check this proxy makes.
+pub fn upgrade_allowed(element: &[u8], allow: &[String]) -> bool {
+    let name = element.split(|&b| b == b'/').next().unwrap_or(b"");
+    !name.is_empty()
+        && !name.eq_ignore_ascii_case(b"h2c")
+        && allow
+            .iter()
+            .any(|a| name.eq_ignore_ascii_case(a.as_bytes()))
+}
+
+/// The elements of the Upgrade value `value` that `allow` permits.
+pub(crate) fn allowed_upgrades<'a>(
+    value: &'a [u8],
+    allow: &'a [String],
+) -> impl Iterator<Item = &'a [u8]> + 'a {
+    list_elements(value).filter(move |e| upgrade_allowed(e, allow))
+}
+
 /// The keep-alive decision of RFC 9112 §9.3: HTTP/1.1 persists unless `close`
 /// is given; HTTP/1.0 only with `keep-alive` (and `close` always wins).
 pub(crate) fn persists(buf: &[u8], headers: &[HeaderSpan], http11: bool) -> bool {

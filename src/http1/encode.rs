@@ -30,6 +30,10 @@ pub struct ForwardInfo<'a> {
     /// header), so that a secret meant for the proxy does not reach the
     /// backend or its logs. Empty to forward everything.
     pub strip: &'a [&'a [u8]],
+    /// Upgrade protocols to pass on (lower-case names; see `connection::upgrade_allowed`):
+    /// when the request offers one of them, it goes out with `Connection: upgrade` and an
+    /// Upgrade field listing just those. Empty to strip Upgrade as any hop-by-hop field.
+    pub upgrade: &'a [String],
 }
 
 /// Framing of the response body as sent to the client.
@@ -110,6 +114,19 @@ pub fn encode_request_to(
     }
     if let Some(n) = max_forwards {
         let _ = write!(out, "Max-Forwards: {}\r\n", n.saturating_sub(1));
+    }
+    if let Some(v) = head
+        .upgrade
+        .filter(|_| head.upgrade_offered(buf, info.upgrade))
+    {
+        out.extend_from_slice(b"Connection: upgrade\r\nUpgrade: ");
+        for (i, e) in connection::allowed_upgrades(v.get(buf), info.upgrade).enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b", ");
+            }
+            out.extend_from_slice(e);
+        }
+        out.extend_from_slice(b"\r\n");
     }
 
     out.extend_from_slice(b"X-Forwarded-For: ");
@@ -254,6 +271,7 @@ mod tests {
             via: "corelay",
             default_host: "backend.local",
             strip: &[],
+            upgrade: &[],
         }
     }
 
@@ -318,6 +336,73 @@ mod tests {
         assert!(String::from_utf8(out)
             .unwrap()
             .contains("X-Forwarded-For: 2001:db8::1\r\n"));
+    }
+
+    fn forward_upgrade(buf: &[u8], allow: &[String]) -> String {
+        let mut head = RequestHead::new();
+        parse_request(buf, &Limits::default(), &mut head).unwrap();
+        let mut out = Vec::new();
+        let i = ForwardInfo {
+            upgrade: allow,
+            ..info()
+        };
+        encode_request(buf, &head, &i, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn request_upgrade_passes_only_allowed_protocols() {
+        let ws = vec!["websocket".to_string()];
+        let get = b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\n\
+                    Upgrade: WebSocket, foo/2, h2c\r\nSec-WebSocket-Key: k\r\n\r\n";
+        let out = forward_upgrade(get, &ws);
+        // Connection is rewritten to the one option that matters to the next hop; the
+        // Upgrade list keeps the allowed protocols as the client spelled them.
+        assert!(
+            out.contains("\r\nConnection: upgrade\r\nUpgrade: WebSocket\r\n"),
+            "{out}"
+        );
+        assert!(!out.contains("keep-alive") && !out.contains("foo") && !out.contains("h2c"));
+        assert!(out.contains("Sec-WebSocket-Key: k\r\n"), "{out}");
+        // Not allowed (an empty list, or only h2c even when listed): stripped as before.
+        for (buf, allow) in [
+            (&get[..], vec![]),
+            (
+                &b"GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n"[..],
+                vec!["h2c".to_string(), "websocket".to_string()],
+            ),
+        ] {
+            let out = forward_upgrade(buf, &allow);
+            assert!(!out.to_ascii_lowercase().contains("upgrade"), "{out}");
+        }
+    }
+
+    #[test]
+    fn request_upgrade_needs_a_bodiless_http11_get_with_one_upgrade_line() {
+        let ws = vec!["websocket".to_string()];
+        for buf in [
+            // Connection does not list upgrade.
+            &b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n"[..],
+            // Two Upgrade lines.
+            b"GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\
+              Upgrade: websocket\r\n\r\n",
+            // A body: where it ends and the tunnel begins would be the backend's guess.
+            b"GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\
+              Content-Length: 2\r\n\r\nhi",
+            b"POST / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\
+              Content-Length: 0\r\n\r\n",
+            b"GET / HTTP/1.0\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+        ] {
+            let mut head = RequestHead::new();
+            parse_request(buf, &Limits::default(), &mut head).unwrap();
+            assert!(
+                !head.upgrade_offered(buf, &ws),
+                "{}",
+                String::from_utf8_lossy(buf)
+            );
+            let out = forward_upgrade(buf, &ws);
+            assert!(!out.to_ascii_lowercase().contains("upgrade"), "{out}");
+        }
     }
 
     #[test]

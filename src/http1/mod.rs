@@ -39,5 +39,6 @@ pub use request::{parse_request, Method, RequestBody, RequestError, RequestHead,
 pub use response::{parse_response, ResponseBody, ResponseError, ResponseHead};
 pub use span::{HeaderSpan, Span};
 pub use status::{error_response, error_response_with, reason_phrase, CONTINUE_100};
+pub use syntax::is_tchar;
 pub use target::TargetPrefix;
 pub use version::normalize_request_version;

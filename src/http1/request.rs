@@ -134,9 +134,21 @@ pub struct RequestHead {
     /// Values above `u64::MAX` saturate (the proxy's "maximum supported
     /// value").
     pub max_forwards: Option<u64>,
+    /// The Upgrade value of a GET offering to switch protocols (see
+    /// `connection::upgrade_offer`); `None` for a request with a body.
+    pub upgrade: Option<Span>,
 }
 
 impl RequestHead {
+    /// Whether the request offers a protocol on `allow` to upgrade to.
+    pub fn upgrade_offered(&self, buf: &[u8], allow: &[String]) -> bool {
+        self.upgrade.is_some_and(|v| {
+            connection::allowed_upgrades(v.get(buf), allow)
+                .next()
+                .is_some()
+        })
+    }
+
     pub fn new() -> Self {
         Self::with_headers(Vec::with_capacity(INITIAL_HEADER_CAPACITY))
     }
@@ -162,6 +174,7 @@ impl RequestHead {
             expect_continue: false,
             host: None,
             max_forwards: None,
+            upgrade: None,
         }
     }
 
@@ -336,6 +349,9 @@ pub fn parse_request(
     }
     head.expect_continue = fields.expect_continue;
     head.keep_alive = connection::persists(buf, &head.headers, http11);
+    if http11 && head.method == Method::Get && head.body == RequestBody::None {
+        head.upgrade = connection::upgrade_offer(buf, &head.headers);
+    }
     Ok(true)
 }
 

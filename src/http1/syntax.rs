@@ -2,7 +2,7 @@
 //! tokens, optional whitespace and comma-separated lists.
 
 /// `tchar` (RFC 9110 §5.6.2): the characters allowed in a token.
-pub(crate) fn is_tchar(b: u8) -> bool {
+pub fn is_tchar(b: u8) -> bool {
     matches!(b,
         b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.'
         | b'^' | b'_' | b'`' | b'|' | b'~'

@@ -84,6 +84,7 @@ fn serve_peer(
             via: super::VIA,
             default_host: &shard.default_host,
             strip: &[],
+            upgrade: &[],
         };
         let mut first = true;
         loop {

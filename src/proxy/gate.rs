@@ -76,6 +76,24 @@ pub fn body_limit(shard: &Shard, s: &Scratch) -> Result<(), ProxyError> {
     }
 }
 
+/// Upgrade phase: the protocols the request may switch to, as the route allows them; empty
+/// when it offers none of them (Upgrade is then stripped like any hop-by-hop field). Notes in
+/// `s.upgrade_sent` that a 101 may answer it.
+pub fn upgrade<'s>(
+    shard: &'s Shard,
+    route: &Route,
+    client: &Peer,
+    s: &mut Scratch,
+) -> &'s [String] {
+    let allow = &shard.config.routes[route.index].upgrade;
+    s.upgrade_sent = s.req.upgrade_offered(client.buffered(), allow);
+    if s.upgrade_sent {
+        allow
+    } else {
+        &[]
+    }
+}
+
 /// Admit phase: the shard's cap on requests in flight, with its queue (503 beyond it).
 pub async fn admit(shard: &Shard) -> Result<Permit, ProxyError> {
     shard

@@ -24,6 +24,8 @@ pub struct Record {
     pub started: Option<Instant>,
     pub status: u16,
     pub bytes: u64,
+    /// Bytes from the client through a tunnel (an upgraded connection), for its log line.
+    pub received: Option<u64>,
     pub upstream: Option<SocketAddr>,
     pub upstream_started: Option<Instant>,
     pub upstream_time: Option<Duration>,
@@ -35,6 +37,7 @@ impl Record {
     pub fn begin(&mut self, enabled: bool, buf: &[u8], req: &RequestHead) {
         self.status = 0;
         self.bytes = 0;
+        self.received = None;
         self.upstream = None;
         self.upstream_started = None;
         self.upstream_time = None;
@@ -64,6 +67,7 @@ impl Record {
     pub fn begin_unparsed(&mut self) {
         self.status = 0;
         self.bytes = 0;
+        self.received = None;
         self.upstream = None;
         self.upstream_time = None;
         self.user = None;

@@ -4,7 +4,8 @@
 //! of them: accept (`shards` crate) → decode ([`client`]) → route, authorize, body limit,
 //! admit ([`gate`]) → encode, connect with retry, send the body ([`forward`], connections from
 //! [`backend`]) → response head, framing, relay, back to the pool ([`respond`], bodies in
-//! [`body`] through the relay seam) → log ([`log_record`]). Errors from every phase become a
+//! [`body`] through the relay seam) → log ([`log_record`]); a 101 to an upgrade offer becomes a
+//! [`tunnel`] instead of a relay. Errors from every phase become a
 //! [`ProxyError`], which alone decides the status code. Shared state is in [`shard`].
 
 mod admission;
@@ -21,6 +22,7 @@ mod peer;
 mod pool;
 mod respond;
 mod shard;
+mod tunnel;
 
 pub use error::{ProxyError, Side};
 pub use shard::{handler, GroupState, Scratch, Shard, VIA};

@@ -39,6 +39,13 @@ pub async fn read_head(
                 .map_err(|e| ProxyError::new(ErrorKind::BadResponse(e)))?;
             if complete {
                 match s.resp.status {
+                    // RFC 9110 §15.2.2: the 101 names the protocol switched to; the tunnel
+                    // phase takes over.
+                    101 if s.upgrade_sent
+                        && s.resp.header(peer.buffered(), "upgrade").is_some() =>
+                    {
+                        return Ok(())
+                    }
                     101 => {
                         return Err(ProxyError::new(ErrorKind::BadResponse(
                             ResponseError::Malformed("101 without an upgrade request"),

@@ -161,6 +161,8 @@ pub struct Scratch {
     pub norm: Vec<u8>,
     /// What the log phase writes for the current request.
     pub log: log_record::Record,
+    /// The request went out with an Upgrade offer, so a 101 may answer it.
+    pub upgrade_sent: bool,
 }
 
 impl Scratch {
@@ -181,6 +183,7 @@ impl Scratch {
             target: Vec::new(),
             norm: Vec::new(),
             log: Default::default(),
+            upgrade_sent: false,
         }
     }
 }
