@@ -149,6 +149,16 @@ pub struct Args {
     #[arg(long, value_name = "DUR", default_value = "2s", value_parser = parse_duration)]
     pub backend_retry_backoff: Duration,
 
+    /// Consecutive connect failures or response timeouts after which a backend is skipped for
+    /// `--fail-timeout` (passive health, as nginx's max_fails; counted per core); 0: never.
+    /// 3 rather than nginx's 1, so one lost connection does not take a backend out.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub max_fails: u32,
+
+    /// How long a backend that reached `--max-fails` is skipped before it is tried again.
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    pub fail_timeout: Duration,
+
     /// On SIGTERM or SIGINT, how long in-flight requests may take to finish before exit.
     #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
@@ -233,6 +243,8 @@ pub struct Config {
     pub backend_idle_timeout: Duration,
     pub backend_max_idle: usize,
     pub backend_retry_backoff: Duration,
+    pub max_fails: u32,
+    pub fail_timeout: Duration,
     pub drain_timeout: Duration,
     pub tunnel_idle_timeout: Duration,
     pub metrics_listen: Option<SocketAddr>,
@@ -266,6 +278,21 @@ pub struct Group {
     pub name: String,
     pub backends: Vec<SocketAddr>,
     pub policy: Policy,
+    /// Active health checks (`health_check = { ... }` in the file); none by default.
+    pub health: Option<HealthCheck>,
+}
+
+/// A group's active health check: `GET path` to each backend every `interval`; a 2xx or 3xx
+/// within `timeout` is a success. Up after `rise` successes in a row, down after `fall`
+/// failures in a row (HAProxy's `inter`/`timeout check`/`rise`/`fall`, same defaults but
+/// interval and timeout).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -411,6 +438,8 @@ impl Config {
             backend_idle_timeout: args.backend_idle_timeout,
             backend_max_idle: args.backend_max_idle,
             backend_retry_backoff: args.backend_retry_backoff,
+            max_fails: args.max_fails,
+            fail_timeout: args.fail_timeout,
             drain_timeout: args.drain_timeout,
             tunnel_idle_timeout: args.tunnel_idle_timeout,
             metrics_listen,
@@ -575,6 +604,7 @@ fn groups_and_routes(
                     name: "default".into(),
                     backends: cli_backends.clone(),
                     policy: Policy::RoundRobin,
+                    health: None,
                 }),
             }
         }
@@ -583,6 +613,7 @@ fn groups_and_routes(
             name: "default".into(),
             backends: cli_backends,
             policy: Policy::RoundRobin,
+            health: None,
         });
     }
     if routes.is_empty() {

@@ -65,6 +65,8 @@ flag_keys!(
     backend_idle_timeout,
     backend_max_idle,
     backend_retry_backoff,
+    max_fails,
+    fail_timeout,
     drain_timeout,
     tunnel_idle_timeout,
     metrics_listen,
@@ -85,6 +87,53 @@ struct RawGroup {
     backends: Vec<Spanned<String>>,
     #[serde(default)]
     balance: Option<Spanned<String>>,
+    #[serde(default)]
+    health_check: Option<Spanned<RawHealthCheck>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealthCheck {
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    interval: Option<String>,
+    #[serde(default)]
+    timeout: Option<String>,
+    #[serde(default)]
+    rise: Option<u32>,
+    #[serde(default)]
+    fall: Option<u32>,
+}
+
+impl RawHealthCheck {
+    /// Defaults: `/`, every 2 s, 1 s to answer, up after 2, down after 3.
+    fn to_config(&self) -> Result<crate::config::HealthCheck, String> {
+        let dur = |key: &str, v: &Option<String>, default: &str| {
+            crate::config::parse_duration(v.as_deref().unwrap_or(default))
+                .map_err(|e| format!("{key}: {e}"))
+        };
+        let hc = crate::config::HealthCheck {
+            path: self.path.clone().unwrap_or_else(|| "/".into()),
+            interval: dur("interval", &self.interval, "2s")?,
+            timeout: dur("timeout", &self.timeout, "1s")?,
+            rise: self.rise.unwrap_or(2),
+            fall: self.fall.unwrap_or(3),
+        };
+        if !hc.path.starts_with('/') || !hc.path.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "path: '{}' must start with '/' and have no spaces",
+                hc.path
+            ));
+        }
+        if hc.timeout > hc.interval {
+            return Err("timeout: longer than interval (probes would overlap)".into());
+        }
+        if hc.rise == 0 || hc.fall == 0 {
+            return Err("rise and fall: must be at least 1".into());
+        }
+        Ok(hc)
+    }
 }
 
 #[derive(Deserialize)]
@@ -262,6 +311,7 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, Vec<String>> {
             name: "default".into(),
             backends: backends.clone(),
             policy: Policy::RoundRobin,
+            health: None,
         });
     }
     for (name, g) in &raw.groups {
@@ -299,10 +349,21 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, Vec<String>> {
                 Policy::RoundRobin
             }
         };
+        let health = match &g_ref.health_check {
+            None => None,
+            Some(h) => match h.get_ref().to_config() {
+                Ok(hc) => Some(hc),
+                Err(e) => {
+                    errors.push(format!("{}: key 'health_check': {e}", at(h.span())));
+                    None
+                }
+            },
+        };
         groups.push(Group {
             name: name.clone(),
             backends: addrs,
             policy,
+            health,
         });
     }
 
@@ -537,5 +598,55 @@ group = "default"
         let e = errs("client_header_timeout = \"5x\"\ncores = 0\n");
         assert_eq!(e.len(), 2, "{e:?}");
         assert!(e.iter().all(|l| !l.contains('\n')));
+    }
+
+    #[test]
+    fn health_checks_and_upgrade_lists() {
+        let f = parse(
+            Path::new("t.toml"),
+            "[groups.a]\nbackends = [\"127.0.0.1:1\"]\nhealth_check = { path = \"/hz\", interval = \"5s\" }\n\
+             [[routes]]\ngroup = \"a\"\nupgrade = [\"WebSocket\"]\n",
+        )
+        .unwrap();
+        let hc = f.groups[0].health.as_ref().unwrap();
+        assert_eq!(
+            (hc.path.as_str(), hc.interval, hc.timeout, hc.rise, hc.fall),
+            (
+                "/hz",
+                std::time::Duration::from_secs(5),
+                std::time::Duration::from_secs(1),
+                2,
+                3
+            )
+        );
+        assert_eq!(f.routes[0].upgrade, vec!["websocket".to_string()]);
+        for (bad, why) in [
+            ("health_check = { path = \"hz\" }", "must start with '/'"),
+            (
+                "health_check = { interval = \"1s\", timeout = \"2s\" }",
+                "longer than interval",
+            ),
+            ("health_check = { rise = 0 }", "at least 1"),
+            ("health_check = { interval = \"soon\" }", "interval:"),
+        ] {
+            let e = errs(&format!(
+                "[groups.a]\nbackends = [\"127.0.0.1:1\"]\n{bad}\n[[routes]]\ngroup = \"a\"\n"
+            ));
+            assert!(
+                e[0].starts_with("t.toml:3: key 'health_check'") && e[0].contains(why),
+                "{e:?}"
+            );
+        }
+        let e = errs(
+            "backends = [\"127.0.0.1:1\"]\n[[routes]]\ngroup = \"default\"\nupgrade = [\"h2c\"]\n",
+        );
+        assert!(
+            e[0].starts_with("t.toml:4: key 'upgrade'") && e[0].contains("h2c"),
+            "{e:?}"
+        );
+        let e = errs(
+            "backends = [\"127.0.0.1:1\"]\n[[routes]]\ngroup = \"default\"\nupgrade = [\"a b\"]\n",
+        );
+        assert!(e[0].contains("not a protocol name"), "{e:?}");
     }
 }

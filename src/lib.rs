@@ -76,9 +76,11 @@ pub fn run(config: Config) -> std::io::Result<Running> {
     let shard_stats = proxy_stats.clone();
     let cfg = config.clone();
     let sink = access_log.clone();
+    let health = proxy::HealthTable::new(&config);
     let server = shards::Server::start(server_config, move |ctx: &shards::ShardContext| {
         let log = sink.shard_logger(ctx.index);
-        proxy::handler(cfg.clone(), shard_stats[ctx.index].clone(), log, ctx)
+        let stats = shard_stats[ctx.index].clone();
+        proxy::handler(cfg.clone(), stats, log, health.clone(), ctx)
     })?;
     let metrics_addr = match metrics_listener {
         Some(listener) => {

@@ -71,7 +71,9 @@ pub async fn connect<'s>(
             Err(e) => {
                 log::warn!("backend {addr}: connect failed: {e}");
                 shard.stats.inc(&shard.stats.backend_connect_errors);
-                group.balancer.mark_down(backend, Instant::now());
+                let now = Instant::now();
+                group.balancer.mark_down(backend, now);
+                group.balancer.failed(backend, now);
                 last_err = Some(e);
             }
         }

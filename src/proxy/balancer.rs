@@ -1,5 +1,7 @@
 //! Spreading a group's requests over its backends: round-robin, or fewest requests in
-//! flight; backends that recently refused connections are tried last.
+//! flight; backends that recently refused connections, that failed `max_fails` times in a
+//! row (passive health) or that active checks found down are tried last, and so still tried
+//! when no other is left.
 //!
 //! Each shard has its own balancer per group, so the rotation, the in-flight counts and the
 //! back-off state need no synchronisation; with N shards each backend still gets an even
@@ -7,17 +9,24 @@
 
 use std::cell::Cell;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::health::{Fails, HealthTable};
 use crate::config::Policy;
 
 pub struct Balancer {
     backends: Vec<SocketAddr>,
     down_until: Vec<Cell<Option<Instant>>>,
     in_flight: Vec<Cell<usize>>,
+    fails: Vec<Fails>,
     next: Cell<usize>,
     backoff: Duration,
     policy: Policy,
+    max_fails: u32,
+    fail_timeout: Duration,
+    /// The active checks' verdicts, and this group's index in them.
+    health: Option<(Arc<HealthTable>, usize)>,
 }
 
 /// Counts one request in flight on a backend until dropped.
@@ -33,14 +42,56 @@ impl Balancer {
     pub fn new(backends: Vec<SocketAddr>, backoff: Duration, policy: Policy) -> Balancer {
         let down_until = backends.iter().map(|_| Cell::new(None)).collect();
         let in_flight = backends.iter().map(|_| Cell::new(0)).collect();
+        let fails = backends.iter().map(|_| Fails::default()).collect();
         Balancer {
             backends,
             down_until,
             in_flight,
+            fails,
             next: Cell::new(0),
             backoff,
             policy,
+            max_fails: 0,
+            fail_timeout: Duration::ZERO,
+            health: None,
         }
+    }
+
+    /// Skips a backend for `fail_timeout` after `max_fails` failures in a row (0: never).
+    pub fn with_passive(mut self, max_fails: u32, fail_timeout: Duration) -> Balancer {
+        self.max_fails = max_fails;
+        self.fail_timeout = fail_timeout;
+        self
+    }
+
+    /// Reads group `group`'s active health verdicts from `table`.
+    pub fn with_health(mut self, table: Arc<HealthTable>, group: usize) -> Balancer {
+        self.health = Some((table, group));
+        self
+    }
+
+    fn usable(&self, idx: usize, now: Instant) -> bool {
+        !self.down_until[idx].get().is_some_and(|t| t > now)
+            && !self.fails[idx].ejected(now)
+            && self.health.as_ref().map_or(true, |(t, g)| t.is_up(*g, idx))
+    }
+
+    /// A connect failure or a response timeout of `index` (passive health). Logged when it
+    /// takes the backend out.
+    pub fn failed(&self, index: usize, now: Instant) {
+        if self.fails[index].failed(self.max_fails, self.fail_timeout, now) {
+            log::info!(
+                "backend {}: skipped for {:?} after {} failures in a row",
+                self.backends[index],
+                self.fail_timeout,
+                self.max_fails
+            );
+        }
+    }
+
+    /// A response head arrived from `index`.
+    pub fn succeeded(&self, index: usize) {
+        self.fails[index].succeeded();
     }
 
     /// Marks a request as in flight on `index` for as long as the guard lives.
@@ -59,8 +110,9 @@ impl Balancer {
     }
 
     /// The order in which to try backends for one request: the next one in rotation first,
-    /// then the others; backends in back-off go last, so that they are still tried when
-    /// nothing else is left (a single backend that refused once is not refused for good).
+    /// then the others; backends in back-off, ejected or down go last, so that they are still
+    /// tried when nothing else is left (a single backend that refused once is not refused for
+    /// good, and a group whose backends are all down still gets its requests tried).
     pub fn plan(&self, now: Instant) -> Plan {
         let n = self.backends.len();
         let first = self.next.get() % n;
@@ -71,7 +123,7 @@ impl Balancer {
             let start = len;
             for i in 0..n.min(MAX_PLAN) {
                 let idx = (first + i) % n;
-                let down = self.down_until[idx].get().is_some_and(|t| t > now);
+                let down = !self.usable(idx, now);
                 if down == pass_down {
                     order[len] = idx;
                     len += 1;

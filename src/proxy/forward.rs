@@ -85,6 +85,15 @@ pub async fn send<'s>(
             }
             Err(e) => Err(e),
         };
+        // Passive health: a response head clears the backend's failures; waiting for one in
+        // vain counts as one (a refused connect is counted in `connect`).
+        match &result {
+            Ok(()) => group.balancer.succeeded(conn.backend),
+            Err(e) if matches!(e.kind, ErrorKind::BackendTimeout) => {
+                group.balancer.failed(conn.backend, Instant::now())
+            }
+            Err(_) => {}
+        }
         match result {
             Ok(()) => {
                 return Ok(Forwarded {

@@ -17,6 +17,7 @@ mod error;
 mod exchange;
 mod forward;
 mod gate;
+mod health;
 mod log_record;
 mod peer;
 mod pool;
@@ -25,4 +26,5 @@ mod shard;
 mod tunnel;
 
 pub use error::{ProxyError, Side};
+pub use health::HealthTable;
 pub use shard::{handler, GroupState, Scratch, Shard, VIA};

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::admission::{self, Admission};
 use super::balancer::Balancer;
+use super::health::{self, HealthTable};
 use super::peer;
 use super::pool::Pool;
 use super::{client, log_record};
@@ -44,6 +45,8 @@ pub struct Shard {
     /// A head buffer may grow to hold a full head or a full chunked trailer section.
     pub head_buffer_max: usize,
     pub head_buffers: peer::HeadBuffers,
+    /// Every shard's view of the active health checks.
+    pub health: Arc<HealthTable>,
 }
 
 /// A backend group on this shard: its balancer and its keep-alive pool.
@@ -58,13 +61,17 @@ impl Shard {
         stats: Arc<ProxyStats>,
         ctx: &shards::ShardContext,
         access_log: ShardLog,
+        health: Arc<HealthTable>,
     ) -> Shard {
         let first = config.backends[0];
         let groups = config
             .groups
             .iter()
-            .map(|g| GroupState {
-                balancer: Balancer::new(g.backends.clone(), config.backend_retry_backoff, g.policy),
+            .enumerate()
+            .map(|(i, g)| GroupState {
+                balancer: Balancer::new(g.backends.clone(), config.backend_retry_backoff, g.policy)
+                    .with_passive(config.max_fails, config.fail_timeout)
+                    .with_health(health.clone(), i),
                 pool: Pool::new(
                     g.backends.len(),
                     config.backend_max_idle,
@@ -113,6 +120,7 @@ impl Shard {
             default_host: first.to_string(),
             head_buffer_max: config.limits.max_header_bytes.max(MAX_TRAILER_BYTES + 1024),
             head_buffers: peer::HeadBuffers::default(),
+            health,
             config,
         }
     }
@@ -195,12 +203,15 @@ pub fn handler(
     config: Arc<Config>,
     stats: Arc<ProxyStats>,
     log: ShardLogWriter,
+    health: Arc<HealthTable>,
     ctx: &shards::ShardContext,
 ) -> impl Fn(shards::Conn, std::net::SocketAddr) -> futures_lite::future::BoxedLocal<()> {
     let log = ShardLog::new(log);
     log.spawn_flusher();
-    let shard = Rc::new(Shard::new(config, stats, ctx, log));
+    let shards = config.cpus.len();
+    let shard = Rc::new(Shard::new(config, stats, ctx, log, health));
     glommio::spawn_local(shard.clone().sweep_pool()).detach();
+    health::spawn_probers(&shard, ctx.index, shards);
     let logged = std::cell::Cell::new(false);
     move |conn, peer| {
         let shard = shard.clone();
