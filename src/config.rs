@@ -273,7 +273,7 @@ pub enum Policy {
     LeastRequests,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Group {
     pub name: String,
     pub backends: Vec<SocketAddr>,

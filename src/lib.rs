@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod proxy_protocol;
 pub mod relay;
+pub mod reload;
 pub mod route;
 
 use std::sync::Arc;
@@ -23,6 +24,8 @@ pub struct Running {
     pub server: shards::Server,
     pub metrics_addr: Option<std::net::SocketAddr>,
     access_log: Arc<access_log::Sink>,
+    /// Publishes a reloaded configuration to the shards.
+    pub reloader: Arc<reload::Reloader>,
 }
 
 impl Running {
@@ -74,13 +77,13 @@ pub fn run(config: Config) -> std::io::Result<Running> {
         config.cpus.len(),
     )?);
     let shard_stats = proxy_stats.clone();
-    let cfg = config.clone();
     let sink = access_log.clone();
-    let health = proxy::HealthTable::new(&config);
+    let reloader = reload::Reloader::new(config.clone());
+    let shard_reloader = reloader.clone();
     let server = shards::Server::start(server_config, move |ctx: &shards::ShardContext| {
         let log = sink.shard_logger(ctx.index);
         let stats = shard_stats[ctx.index].clone();
-        proxy::handler(cfg.clone(), stats, log, health.clone(), ctx)
+        proxy::handler(shard_reloader.clone(), stats, log, ctx)
     })?;
     let metrics_addr = match metrics_listener {
         Some(listener) => {
@@ -106,5 +109,6 @@ pub fn run(config: Config) -> std::io::Result<Running> {
         server,
         metrics_addr,
         access_log,
+        reloader,
     })
 }

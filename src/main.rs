@@ -1,5 +1,5 @@
-//! The `corelay` binary: parse flags, start the shards, print where they listen, and drain
-//! on SIGTERM or SIGINT.
+//! The `corelay` binary: parse flags, start the shards, print where they listen, drain on
+//! SIGTERM or SIGINT, and reload the configuration on SIGHUP.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use corelay::config::Action;
 
 fn main() -> ExitCode {
-    let config = match corelay::config::parse_args(std::env::args_os()) {
+    // Kept for SIGHUP: a reload reads the file again under the same flags.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let config = match corelay::config::parse_args(argv.clone()) {
         Ok(Action::Run(c)) => *c,
         Ok(Action::Print(text)) => {
             print!("{text}");
@@ -98,15 +100,24 @@ fn main() -> ExitCode {
     drop(out);
 
     let handle = running.server.shutdown_handle();
+    let reloader = running.reloader.clone();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            wait_for_signal(&signals);
-            log::warn!("shutting down: draining in-flight requests");
-            handle.trigger();
-            // A second signal means: stop now.
-            wait_for_signal(&signals);
-            std::process::exit(1);
+            let mut draining = false;
+            loop {
+                match wait_for_signal(&signals) {
+                    libc::SIGHUP if !draining => reload(&argv, &reloader),
+                    libc::SIGHUP => {}
+                    _ if !draining => {
+                        log::warn!("shutting down: draining in-flight requests");
+                        handle.trigger();
+                        draining = true;
+                    }
+                    // A second signal means: stop now.
+                    _ => std::process::exit(1),
+                }
+            }
         })
         .expect("spawn signal thread");
 
@@ -138,6 +149,30 @@ fn kib(bytes: u64) -> String {
 /// glommio's default I/O memory per executor.
 const GLOMMIO_IO_MEMORY: u64 = 10 << 20;
 
+/// SIGHUP: reads the command line and `--config` file again, validated as `corelay check`
+/// does; applies the result, or logs why not and keeps the running configuration.
+fn reload(argv: &[std::ffi::OsString], reloader: &corelay::reload::Reloader) {
+    match corelay::config::parse_args(argv.to_vec()) {
+        Ok(corelay::config::Action::Run(config)) => {
+            let restart = reloader.install(*config);
+            for key in &restart {
+                log::warn!(
+                    "reload: '{key}' changed but needs a restart; keeping the running value"
+                );
+            }
+            log::warn!("reload: configuration applied");
+        }
+        Ok(_) => log::error!("reload: not a configuration to run; keeping the running one"),
+        Err(e) => {
+            reloader.refused();
+            log::error!(
+                "reload refused, keeping the running configuration: {}",
+                e.trim_start_matches("error: ")
+            );
+        }
+    }
+}
+
 fn block_shutdown_signals() -> libc::sigset_t {
     // SAFETY: plain libc signal-mask calls on a zeroed sigset_t.
     unsafe {
@@ -145,17 +180,19 @@ fn block_shutdown_signals() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     }
 }
 
-fn wait_for_signal(set: &libc::sigset_t) {
+fn wait_for_signal(set: &libc::sigset_t) -> libc::c_int {
     let mut sig: libc::c_int = 0;
     // SAFETY: sigwait on a valid set; the signals are blocked in every thread.
     unsafe {
         libc::sigwait(set, &mut sig);
     }
+    sig
 }
 
 /// `corelay hash-password`: one password on stdin, its stored form on stdout.

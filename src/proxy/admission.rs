@@ -160,26 +160,30 @@ pub struct ClientCounts {
     counts: RefCell<std::collections::HashMap<std::net::IpAddr, usize>>,
 }
 
-/// One connection counted against its address until dropped.
-pub struct ClientSlot<'a> {
-    counts: &'a ClientCounts,
+/// One connection counted against its address until dropped. Owns its counts, since the
+/// connection outlives the configuration generation it was accepted under.
+pub struct ClientSlot {
+    counts: Rc<ClientCounts>,
     ip: std::net::IpAddr,
 }
 
 impl ClientCounts {
     /// Counts a connection from `ip`, or refuses it when the address already holds `max`.
-    pub fn enter(&self, ip: std::net::IpAddr, max: usize) -> Option<ClientSlot<'_>> {
+    pub fn enter(self: &Rc<Self>, ip: std::net::IpAddr, max: usize) -> Option<ClientSlot> {
         let mut counts = self.counts.borrow_mut();
         let n = counts.entry(ip).or_insert(0);
         if *n >= max {
             return None;
         }
         *n += 1;
-        Some(ClientSlot { counts: self, ip })
+        Some(ClientSlot {
+            counts: self.clone(),
+            ip,
+        })
     }
 }
 
-impl Drop for ClientSlot<'_> {
+impl Drop for ClientSlot {
     fn drop(&mut self) {
         let mut counts = self.counts.counts.borrow_mut();
         if let Some(n) = counts.get_mut(&self.ip) {
@@ -223,7 +227,7 @@ mod tests {
 
     #[test]
     fn client_counts_cap_per_address() {
-        let c = ClientCounts::default();
+        let c = Rc::new(ClientCounts::default());
         let ip: std::net::IpAddr = "10.0.0.1".parse().unwrap();
         let other: std::net::IpAddr = "10.0.0.2".parse().unwrap();
         let a = c.enter(ip, 2).unwrap();

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::health::{Fails, HealthTable};
+use super::health::{Fails, GroupHealth};
 use crate::config::Policy;
 
 pub struct Balancer {
@@ -25,8 +25,8 @@ pub struct Balancer {
     policy: Policy,
     max_fails: u32,
     fail_timeout: Duration,
-    /// The active checks' verdicts, and this group's index in them.
-    health: Option<(Arc<HealthTable>, usize)>,
+    /// The active checks' verdicts for this group.
+    health: Option<Arc<GroupHealth>>,
 }
 
 /// Counts one request in flight on a backend until dropped.
@@ -64,16 +64,16 @@ impl Balancer {
         self
     }
 
-    /// Reads group `group`'s active health verdicts from `table`.
-    pub fn with_health(mut self, table: Arc<HealthTable>, group: usize) -> Balancer {
-        self.health = Some((table, group));
+    /// Reads the group's active health verdicts from `health`.
+    pub fn with_health(mut self, health: Arc<GroupHealth>) -> Balancer {
+        self.health = Some(health);
         self
     }
 
     fn usable(&self, idx: usize, now: Instant) -> bool {
         !self.down_until[idx].get().is_some_and(|t| t > now)
             && !self.fails[idx].ejected(now)
-            && self.health.as_ref().map_or(true, |(t, g)| t.is_up(*g, idx))
+            && self.health.as_ref().map_or(true, |h| h.is_up(idx))
     }
 
     /// A connect failure or a response timeout of `index` (passive health). Logged when it

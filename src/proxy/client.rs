@@ -6,7 +6,6 @@
 //! to [`exchange`]. Pipelined requests are served in order from the same buffer.
 
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::time::Instant;
 
 use futures_lite::future;
@@ -15,7 +14,7 @@ use shards::Conn;
 use super::error::{ErrorKind, ProxyError};
 use super::exchange::{answer_locally, exchange, Next};
 use super::peer::Peer;
-use super::shard::{Scratch, Shard};
+use super::shard::{Current, Scratch, Shard};
 use crate::http1::{
     error_response_with, normalize_request_version, parse_request, ForwardInfo, Method,
     RequestError,
@@ -28,22 +27,25 @@ use crate::proxy_protocol::{self, Header, Parsed};
 /// `async fn` would keep a second copy of every argument in the task's state, for each of
 /// 10,000 held connections.
 pub fn serve(
-    shard: Rc<Shard>,
+    current: Current,
     mut conn: Conn,
     peer_addr: SocketAddr,
 ) -> impl std::future::Future<Output = ()> {
+    let shard = current.get();
     conn.set_write_timeout(Some(shard.config.send_timeout));
     let client = Peer::new(conn, shard.head_buffer_max, shard.head_buffers.clone());
-    serve_peer(shard, client, peer_addr)
+    drop(shard);
+    serve_peer(current, client, peer_addr)
 }
 
 fn serve_peer(
-    shard: Rc<Shard>,
+    current: Current,
     mut client: Peer,
     peer_addr: SocketAddr,
 ) -> impl std::future::Future<Output = ()> {
     async move {
         let accepted = Instant::now();
+        let shard = current.get();
         let cfg = &shard.config;
         // Behind an L4 balancer the real client comes in the PROXY header, read under the same
         // deadline as a request head; a connection without a valid one is closed unanswered.
@@ -78,18 +80,29 @@ fn serve_peer(
         } else {
             None
         };
-        let info = ForwardInfo {
-            client_ip,
-            proto: "http",
-            via: super::VIA,
-            default_host: &shard.default_host,
-            strip: &[],
-            upgrade: &[],
-        };
+        // The generation the connection was accepted under is not held past this point.
+        drop(shard);
         let mut first = true;
         loop {
+            // Between requests: the newest configuration generation (a reload applies here).
+            let shard = current.get();
+            s.limits = shard.config.limits;
             let head = read_head(&shard, &mut client, &mut s, first, accepted).await;
             first = false;
+            // A reload while the connection waited applies to the request that ended the wait.
+            let shard = if shard.superseded() {
+                current.get()
+            } else {
+                shard
+            };
+            let info = ForwardInfo {
+                client_ip,
+                proto: "http",
+                via: super::VIA,
+                default_host: &shard.default_host,
+                strip: &[],
+                upgrade: &[],
+            };
             let result = match head {
                 Ok(true) => {
                     shard.stats.inc(&shard.stats.requests);

@@ -23,29 +23,58 @@ use shards::Conn;
 use super::shard::Shard;
 use crate::config::{Config, HealthCheck};
 
-/// The up/down state of every backend of every group, shared by all shards.
+/// The up/down state of one group's backends, shared by all shards. Kept across a reload
+/// when the group and its check are unchanged, so a reload does not forget a down backend.
+pub struct GroupHealth {
+    up: Vec<AtomicBool>,
+}
+
+impl GroupHealth {
+    /// Whether active checks consider the backend up (always, without checks).
+    pub fn is_up(&self, backend: usize) -> bool {
+        self.up[backend].load(Ordering::Relaxed)
+    }
+
+    fn set(&self, backend: usize, up: bool) {
+        self.up[backend].store(up, Ordering::Relaxed);
+    }
+}
+
+/// Every group's [`GroupHealth`], in `config.groups` order.
 pub struct HealthTable {
-    groups: Vec<Vec<AtomicBool>>,
+    groups: Vec<Arc<GroupHealth>>,
 }
 
 impl HealthTable {
     pub fn new(config: &Config) -> Arc<HealthTable> {
-        Arc::new(HealthTable {
-            groups: config
-                .groups
-                .iter()
-                .map(|g| g.backends.iter().map(|_| AtomicBool::new(true)).collect())
-                .collect(),
-        })
+        HealthTable::after(None, config)
     }
 
-    /// Whether active checks consider the backend up (always, without checks).
-    pub fn is_up(&self, group: usize, backend: usize) -> bool {
-        self.groups[group][backend].load(Ordering::Relaxed)
+    /// The table for `config`, reusing `previous`'s state for every group whose name,
+    /// backends and health check are unchanged.
+    pub fn after(previous: Option<(&HealthTable, &Config)>, config: &Config) -> Arc<HealthTable> {
+        let groups = config
+            .groups
+            .iter()
+            .map(|g| {
+                let same = previous.and_then(|(table, old)| {
+                    let i = old.groups.iter().position(|o| {
+                        o.name == g.name && o.backends == g.backends && o.health == g.health
+                    })?;
+                    Some(table.groups[i].clone())
+                });
+                same.unwrap_or_else(|| {
+                    Arc::new(GroupHealth {
+                        up: g.backends.iter().map(|_| AtomicBool::new(true)).collect(),
+                    })
+                })
+            })
+            .collect();
+        Arc::new(HealthTable { groups })
     }
 
-    fn set(&self, group: usize, backend: usize, up: bool) {
-        self.groups[group][backend].store(up, Ordering::Relaxed);
+    pub fn group(&self, group: usize) -> &Arc<GroupHealth> {
+        &self.groups[group]
     }
 }
 
@@ -96,7 +125,8 @@ impl Prober {
                 },
             )
             .await;
-            if !tick {
+            // A reload starts the new configuration's probers; this one's work is done.
+            if !tick || self.shard.superseded() {
                 return;
             }
             let result = probe(&self.shard, self.addr, &self.check).await;
@@ -115,7 +145,7 @@ impl Prober {
             }
             up = !up;
             streak = 0;
-            self.shard.health.set(self.group, self.backend, up);
+            self.shard.health.group(self.group).set(self.backend, up);
             let why = match &result {
                 Ok(status) => format!("answered {status}"),
                 Err(e) => e.clone(),

@@ -20,6 +20,8 @@ pub struct Pool {
     idle: RefCell<Vec<VecDeque<Idle>>>,
     max_idle: usize,
     idle_timeout: Duration,
+    /// The group left the configuration: nothing is pooled any more.
+    retired: std::cell::Cell<bool>,
 }
 
 impl Pool {
@@ -28,7 +30,14 @@ impl Pool {
             idle: RefCell::new((0..backends).map(|_| VecDeque::new()).collect()),
             max_idle,
             idle_timeout,
+            retired: std::cell::Cell::new(false),
         }
+    }
+
+    /// Closes every idle connection and pools none from now on (a reload dropped the group).
+    pub fn retire(&self) {
+        self.retired.set(true);
+        self.clear();
     }
 
     /// An idle connection to `backend` that still looks alive, if any.
@@ -45,7 +54,7 @@ impl Pool {
 
     /// Keeps a connection for reuse; the oldest idle one makes room when the list is full.
     pub fn put(&self, backend: usize, mut peer: Peer, now: Instant) {
-        if self.max_idle == 0 {
+        if self.max_idle == 0 || self.retired.get() {
             return;
         }
         peer.release_if_empty();

@@ -3,6 +3,7 @@
 //! engine; per-connection scratch space; the pool sweeper; and the handler the `shards` crate
 //! runs for each accepted connection.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,21 +20,26 @@ use crate::config::Config;
 use crate::http1::{ChunkedDecoder, Limits, RequestHead, ResponseHead, MAX_TRAILER_BYTES};
 use crate::metrics::ProxyStats;
 use crate::relay::Relay;
+use crate::reload::{Generation, Reloader};
 use crate::route::{Route, RouteTable};
 
 /// The token corelay adds to `Via` headers.
 pub const VIA: &str = "corelay";
 
-/// Everything one shard's connections share. Lives on the shard's thread only.
+/// Everything one shard's connections share for one configuration generation. Lives on the
+/// shard's thread only. A reload builds a new `Shard` from the new generation (see
+/// [`Current`]); what belongs to the thread rather than to a configuration (engine,
+/// admission, client counts, log, stats, head buffers) is shared between generations, and so
+/// is each backend group that did not change, with its pool and balancer.
 pub struct Shard {
     pub config: Arc<Config>,
     /// One per configured backend group, in `config.groups` order.
-    pub groups: Vec<GroupState>,
+    pub groups: Vec<Rc<GroupState>>,
     pub routes: RouteTable,
     /// One per route, in `config.routes` order (a route's `index`).
     pub authorizers: Vec<Authorizer>,
     pub admission: Admission,
-    pub clients: admission::ClientCounts,
+    pub clients: Rc<admission::ClientCounts>,
     pub access_log: ShardLog,
     pub relay: Relay,
     /// The shard's network engine: every socket, buffer and deadline of its connections.
@@ -45,8 +51,12 @@ pub struct Shard {
     /// A head buffer may grow to hold a full head or a full chunked trailer section.
     pub head_buffer_max: usize,
     pub head_buffers: peer::HeadBuffers,
-    /// Every shard's view of the active health checks.
+    /// Every shard's view of the active health checks, for this generation's groups.
     pub health: Arc<HealthTable>,
+    /// This shard's index, and the generation it serves.
+    pub index: usize,
+    generation: u64,
+    reloader: Arc<Reloader>,
 }
 
 /// A backend group on this shard: its balancer and its keep-alive pool.
@@ -57,26 +67,76 @@ pub struct GroupState {
 
 impl Shard {
     pub fn new(
-        config: Arc<Config>,
+        reloader: Arc<Reloader>,
         stats: Arc<ProxyStats>,
         ctx: &shards::ShardContext,
         access_log: ShardLog,
-        health: Arc<HealthTable>,
     ) -> Shard {
-        let first = config.backends[0];
+        let gen = reloader.current();
+        let config = &gen.config;
+        let thread = Shard {
+            config: config.clone(),
+            groups: Vec::new(),
+            routes: RouteTable::new(Vec::new()),
+            authorizers: Vec::new(),
+            admission: Admission::new(
+                config.max_requests_per_core,
+                config.queue_size,
+                config.queue_timeout,
+            ),
+            clients: Default::default(),
+            access_log,
+            relay: Relay::new(config.max_buffers_per_transfer),
+            engine: ctx.engine.clone(),
+            stats,
+            shutdown: ctx.shutdown.clone(),
+            default_host: String::new(),
+            head_buffer_max: 0,
+            head_buffers: peer::HeadBuffers::default(),
+            health: gen.health.clone(),
+            index: ctx.index,
+            generation: u64::MAX,
+            reloader,
+        };
+        thread.successor(&gen)
+    }
+
+    /// The shard for generation `gen`: this thread's parts shared with `self`, the
+    /// configuration's parts built anew, groups that did not change taken over.
+    fn successor(&self, gen: &Generation) -> Shard {
+        let config = &gen.config;
+        let same_pools = self.config.backend_retry_backoff == config.backend_retry_backoff
+            && self.config.max_fails == config.max_fails
+            && self.config.fail_timeout == config.fail_timeout
+            && self.config.backend_max_idle == config.backend_max_idle
+            && self.config.backend_idle_timeout == config.backend_idle_timeout;
         let groups = config
             .groups
             .iter()
             .enumerate()
-            .map(|(i, g)| GroupState {
-                balancer: Balancer::new(g.backends.clone(), config.backend_retry_backoff, g.policy)
-                    .with_passive(config.max_fails, config.fail_timeout)
-                    .with_health(health.clone(), i),
-                pool: Pool::new(
-                    g.backends.len(),
-                    config.backend_max_idle,
-                    config.backend_idle_timeout,
-                ),
+            .map(|(i, g)| {
+                let kept = self.config.groups.iter().position(|o| o == g).filter(|&j| {
+                    same_pools
+                        && self.groups.len() > j
+                        && Arc::ptr_eq(self.health.group(j), gen.health.group(i))
+                });
+                match kept {
+                    Some(j) => self.groups[j].clone(),
+                    None => Rc::new(GroupState {
+                        balancer: Balancer::new(
+                            g.backends.clone(),
+                            config.backend_retry_backoff,
+                            g.policy,
+                        )
+                        .with_passive(config.max_fails, config.fail_timeout)
+                        .with_health(gen.health.group(i).clone()),
+                        pool: Pool::new(
+                            g.backends.len(),
+                            config.backend_max_idle,
+                            config.backend_idle_timeout,
+                        ),
+                    }),
+                }
             })
             .collect();
         let routes = RouteTable::new(
@@ -93,7 +153,6 @@ impl Shard {
                 })
                 .collect(),
         );
-        let relay = Relay::new(config.max_buffers_per_transfer);
         let authorizers = config
             .routes
             .iter()
@@ -103,55 +162,97 @@ impl Shard {
             })
             .collect();
         Shard {
+            config: config.clone(),
             groups,
             routes,
             authorizers,
-            clients: Default::default(),
-            access_log,
-            admission: Admission::new(
-                config.max_requests_per_core,
-                config.queue_size,
-                config.queue_timeout,
-            ),
-            relay,
-            engine: ctx.engine.clone(),
-            stats,
-            shutdown: ctx.shutdown.clone(),
-            default_host: first.to_string(),
+            admission: self.admission.clone(),
+            clients: self.clients.clone(),
+            access_log: self.access_log.clone(),
+            relay: self.relay,
+            engine: self.engine.clone(),
+            stats: self.stats.clone(),
+            shutdown: self.shutdown.clone(),
+            default_host: config.backends[0].to_string(),
             head_buffer_max: config.limits.max_header_bytes.max(MAX_TRAILER_BYTES + 1024),
-            head_buffers: peer::HeadBuffers::default(),
-            health,
-            config,
+            head_buffers: self.head_buffers.clone(),
+            health: gen.health.clone(),
+            index: self.index,
+            generation: gen.number,
+            reloader: self.reloader.clone(),
         }
     }
 
-    /// Closes idle backend connections past their idle timeout, until shutdown; then closes all.
-    async fn sweep_pool(self: Rc<Self>) {
-        let period = (self.config.backend_idle_timeout / 2)
-            .clamp(Duration::from_millis(100), Duration::from_secs(1));
+    /// True once a newer configuration generation exists: one atomic load.
+    pub fn superseded(&self) -> bool {
+        self.reloader.number() != self.generation
+    }
+
+    /// Closes this generation's idle backend connections in groups `next` does not keep.
+    /// Requests still in flight on them finish; their connections are then not pooled.
+    fn retire(&self, next: &Shard) {
+        for g in &self.groups {
+            if !next.groups.iter().any(|n| Rc::ptr_eq(n, g)) {
+                g.pool.retire();
+            }
+        }
+    }
+}
+
+/// This thread's newest shard generation. Connections hold it and take the shard from it
+/// for each request, so that they move to a new configuration between requests.
+#[derive(Clone)]
+pub struct Current(Rc<RefCell<Rc<Shard>>>);
+
+impl Current {
+    /// The shard to serve the next request with; builds it when a reload was published.
+    pub fn get(&self) -> Rc<Shard> {
+        let shard = self.0.borrow().clone();
+        if !shard.superseded() {
+            return shard;
+        }
+        let gen = shard.reloader.current();
+        let next = Rc::new(shard.successor(&gen));
+        shard.retire(&next);
+        *self.0.borrow_mut() = next.clone();
+        health::spawn_probers(&next, next.index, next.config.cpus.len());
+        log::debug!(
+            "shard {}: configuration generation {}",
+            next.index,
+            gen.number
+        );
+        next
+    }
+
+    /// Closes idle backend connections past their idle timeout, until shutdown; then closes
+    /// all. Also moves an idle shard to a new generation, so that its probers change too.
+    async fn sweep_pool(self) {
         loop {
+            let shard = self.get();
+            let period = (shard.config.backend_idle_timeout / 2)
+                .clamp(Duration::from_millis(100), Duration::from_secs(1));
             let tick = futures_lite::future::or(
                 async {
-                    self.engine.sleep_until(Instant::now() + period).await;
+                    shard.engine.sleep_until(Instant::now() + period).await;
                     true
                 },
                 async {
-                    self.shutdown.wait().await;
+                    shard.shutdown.wait().await;
                     false
                 },
             )
             .await;
             if !tick {
-                self.groups.iter().for_each(|g| g.pool.clear());
+                shard.groups.iter().for_each(|g| g.pool.clear());
                 return;
             }
             let now = Instant::now();
             let mut idle = 0;
-            for g in &self.groups {
+            for g in &shard.groups {
                 g.pool.sweep(now);
                 idle += g.pool.idle_count();
             }
-            self.stats.set(&self.stats.backend_idle, idle as u64);
+            shard.stats.set(&shard.stats.backend_idle, idle as u64);
         }
     }
 }
@@ -197,25 +298,23 @@ impl Scratch {
 }
 
 /// Builds a shard's connection handler; called once on each shard's thread.
-/// The shard's access log buffer is flushed when the shard (and so its log) is dropped at
-/// the end of draining.
+/// The shard's access log buffer is flushed when the last shard generation (and so its log)
+/// is dropped at the end of draining.
 pub fn handler(
-    config: Arc<Config>,
+    reloader: Arc<Reloader>,
     stats: Arc<ProxyStats>,
     log: ShardLogWriter,
-    health: Arc<HealthTable>,
     ctx: &shards::ShardContext,
 ) -> impl Fn(shards::Conn, std::net::SocketAddr) -> futures_lite::future::BoxedLocal<()> {
     let log = ShardLog::new(log);
     log.spawn_flusher();
-    let shards = config.cpus.len();
-    let shard = Rc::new(Shard::new(config, stats, ctx, log, health));
-    glommio::spawn_local(shard.clone().sweep_pool()).detach();
-    health::spawn_probers(&shard, ctx.index, shards);
+    let shard = Rc::new(Shard::new(reloader, stats, ctx, log));
+    health::spawn_probers(&shard, shard.index, shard.config.cpus.len());
+    let current = Current(Rc::new(RefCell::new(shard)));
+    glommio::spawn_local(current.clone().sweep_pool()).detach();
     let logged = std::cell::Cell::new(false);
     move |conn, peer| {
-        let shard = shard.clone();
-        let task = client::serve(shard, conn, peer);
+        let task = client::serve(current.clone(), conn, peer);
         if !logged.replace(true) {
             // What each open connection costs before any buffer: its task's state machine.
             log::debug!(
