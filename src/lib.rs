@@ -26,6 +26,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// The access log, for the signal thread (SIGUSR1 reopens it).
+    pub fn access_log(&self) -> Arc<access_log::Sink> {
+        self.access_log.clone()
+    }
+
     /// Waits for the shards to finish (after a shutdown), then for the access log's last
     /// lines to be written.
     pub fn join(self) -> std::io::Result<()> {

@@ -1,5 +1,5 @@
 //! The `corelay` binary: parse flags, start the shards, print where they listen, and drain
-//! on SIGTERM or SIGINT.
+//! on SIGTERM or SIGINT; SIGUSR1 reopens the access log file (after logrotate moved it).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -33,7 +33,7 @@ fn main() -> ExitCode {
 
     // Signals are blocked before any thread starts so that every thread inherits the mask
     // and only the signal thread below receives them.
-    let signals = block_shutdown_signals();
+    let signals = block_signals();
 
     // glommio pins an I/O arena per executor; where the limit is too low it only skips
     // registering it, so for glommio alone a failure here is a warning. The shard engine's
@@ -98,15 +98,23 @@ fn main() -> ExitCode {
     drop(out);
 
     let handle = running.server.shutdown_handle();
+    let access_log = running.access_log();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            wait_for_signal(&signals);
-            log::warn!("shutting down: draining in-flight requests");
-            handle.trigger();
-            // A second signal means: stop now.
-            wait_for_signal(&signals);
-            std::process::exit(1);
+            let mut stops = 0;
+            loop {
+                match wait_for_signal(&signals) {
+                    libc::SIGUSR1 => access_log.reopen(),
+                    _ if stops == 0 => {
+                        stops += 1;
+                        log::warn!("shutting down: draining in-flight requests");
+                        handle.trigger();
+                    }
+                    // A second SIGTERM or SIGINT means: stop now.
+                    _ => std::process::exit(1),
+                }
+            }
         })
         .expect("spawn signal thread");
 
@@ -138,24 +146,29 @@ fn kib(bytes: u64) -> String {
 /// glommio's default I/O memory per executor.
 const GLOMMIO_IO_MEMORY: u64 = 10 << 20;
 
-fn block_shutdown_signals() -> libc::sigset_t {
+/// SIGTERM and SIGINT (drain and exit) and SIGUSR1 (reopen the access log), all taken by the
+/// signal thread.
+fn block_signals() -> libc::sigset_t {
     // SAFETY: plain libc signal-mask calls on a zeroed sigset_t.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGUSR1);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     }
 }
 
-fn wait_for_signal(set: &libc::sigset_t) {
+/// The next of the blocked signals.
+fn wait_for_signal(set: &libc::sigset_t) -> libc::c_int {
     let mut sig: libc::c_int = 0;
     // SAFETY: sigwait on a valid set; the signals are blocked in every thread.
     unsafe {
         libc::sigwait(set, &mut sig);
     }
+    sig
 }
 
 /// `corelay hash-password`: one password on stdin, its stored form on stdout.

@@ -24,6 +24,8 @@
 //! - When the writer cannot keep up (every buffer of the shard is queued or being written),
 //!   the shard drops the line and counts it in its `dropped` counter (a relaxed atomic the
 //!   metrics thread can read): a slow disk costs log lines, never latency or unbounded memory.
+//! - SIGUSR1 reopens the file ([`Sink::reopen`]): the writer switches files between two
+//!   buffers, so no line is lost or split across the old and the new file.
 //! - Nothing is lost on graceful shutdown: [`ShardLog::flush`] (and dropping the last
 //!   `ShardLog`) hands over the partial buffer, the writer drains its queue and exits once
 //!   every shard's handle is gone, and [`Sink::finish`] joins it.
@@ -35,7 +37,7 @@ use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::rc::{Rc, Weak};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -161,6 +163,8 @@ struct Shared {
     shards: Box<[ShardCounters]>,
     /// Successful write(2) batches, for tests and diagnostics.
     writes: AtomicU64,
+    /// Set by [`Sink::reopen`], taken by the writer between two buffers.
+    reopen: AtomicBool,
 }
 
 impl Shared {
@@ -168,6 +172,7 @@ impl Shared {
         Shared {
             shards: (0..shards).map(|_| ShardCounters::default()).collect(),
             writes: AtomicU64::new(0),
+            reopen: AtomicBool::new(false),
         }
     }
 
@@ -265,6 +270,14 @@ impl Sink {
             shared: self.shared.clone(),
             link,
         }
+    }
+
+    /// Asks the writer to reopen the file (SIGUSR1, after logrotate moved it). Returns at
+    /// once; the writer reopens before its next write, or within [`writer::REOPEN_POLL`]
+    /// when idle, so every line goes whole to either the old file or the new one. Nothing
+    /// happens for `stderr` or `off`.
+    pub fn reopen(&self) {
+        self.shared.reopen.store(true, Ordering::Relaxed);
     }
 
     /// Lines dropped so far, over all shards.
