@@ -235,7 +235,7 @@ fn combined(out: &mut Vec<u8>, e: &Entry, clock: &Clock) {
     out.extend_from_slice(b"\" ");
     push_u64(out, u64::from(e.status));
     out.push(b' ');
-    push_u64(out, e.bytes_sent);
+    push_u64(out, e.body_bytes_sent);
     out.extend_from_slice(b" \"");
     combined_optional(out, e.referer, MAX_REFERER_BYTES);
     out.extend_from_slice(b"\" \"");
@@ -309,7 +309,7 @@ fn json(out: &mut Vec<u8>, e: &Entry, clock: &Clock, millis: u32) {
     out.extend_from_slice(b",\"status\":");
     push_u64(out, u64::from(e.status));
     out.extend_from_slice(b",\"bytes\":");
-    push_u64(out, e.bytes_sent);
+    push_u64(out, e.body_bytes_sent);
     out.extend_from_slice(b",\"referer\":");
     json_optional(out, e.referer, MAX_REFERER_BYTES);
     out.extend_from_slice(b",\"user_agent\":");
@@ -431,7 +431,8 @@ pub(crate) mod tests {
             target: b"/apache_pb.gif?a=1&b=2",
             protocol: "HTTP/1.1",
             status: 200,
-            bytes_sent: 2326,
+            bytes_sent: 2326 + 150,
+            body_bytes_sent: 2326,
             referer: Some(b"http://www.example.com/start.html"),
             user_agent: Some(b"Mozilla/4.08 [en] (Win98; I ;Nav)"),
             upstream: Some("10.0.0.5:9000".parse().unwrap()),
@@ -450,6 +451,7 @@ pub(crate) mod tests {
             protocol: "HTTP/1.0",
             status: 502,
             bytes_sent: 0,
+            body_bytes_sent: 0,
             referer: None,
             user_agent: None,
             upstream: None,
@@ -943,6 +945,7 @@ pub(crate) mod tests {
                     .unwrap(),
             ),
             bytes_sent: u64::MAX,
+            body_bytes_sent: u64::MAX,
             status: u16::MAX,
             upstream_time: Some(Duration::MAX),
             request_time: Duration::MAX,

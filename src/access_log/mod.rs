@@ -44,6 +44,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use format::Clock;
+pub(crate) use format::{MAX_METHOD_BYTES, MAX_TARGET_BYTES};
 
 /// Size of one shard buffer: large enough that a busy shard writes a few hundred lines per
 /// write(2) (a combined line is ~200-300 bytes), small enough that the lines of a quiet shard
@@ -129,9 +130,11 @@ pub struct Entry<'a> {
     /// `HTTP/1.0` or `HTTP/1.1`.
     pub protocol: &'static str,
     pub status: u16,
-    /// Bytes sent to the client, head included (nginx's `$bytes_sent`) or not
-    /// (`$body_bytes_sent`) as the caller counts them.
+    /// Bytes sent to the client, head included (nginx's `$bytes_sent`).
     pub bytes_sent: u64,
+    /// Bytes of the response body sent to the client (nginx's `$body_bytes_sent`): what the
+    /// combined and JSON lines show.
+    pub body_bytes_sent: u64,
     pub referer: Option<&'a [u8]>,
     pub user_agent: Option<&'a [u8]>,
     /// The backend that answered; `None` if no backend was involved.
