@@ -166,9 +166,11 @@ pub struct Args {
     #[arg(long, value_name = "DEST", default_value = "off")]
     pub access_log: String,
 
-    /// Access log line format.
-    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Combined)]
-    pub access_log_format: LogFormat,
+    /// Access log line format: `combined`, `json`, or an nginx-style template such as
+    /// '$remote_addr "$request" $status $body_bytes_sent $request_time' (see
+    /// docs/observability.md for the variables).
+    #[arg(long, value_name = "FORMAT", default_value = "combined", value_parser = parse_log_format)]
+    pub access_log_format: crate::access_log::Format,
 
     /// Requests in flight per core; more wait in the queue. The default holds 10,000
     /// concurrent slow requests on one core, with room to spare.
@@ -198,11 +200,9 @@ pub struct Args {
     pub client_max_body_size: usize,
 }
 
-/// `--access-log-format`.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
-    Combined,
-    Json,
+/// `--access-log-format`: parsed (a template into its pieces) once, here.
+fn parse_log_format(s: &str) -> Result<crate::access_log::Format, String> {
+    s.parse()
 }
 
 /// The validated configuration every shard reads (shared read-only across threads).
@@ -231,7 +231,7 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     pub proxy_protocol: bool,
     pub access_log: crate::access_log::Destination,
-    pub access_log_format: LogFormat,
+    pub access_log_format: crate::access_log::Format,
     pub max_requests_per_core: usize,
     pub queue_size: usize,
     pub queue_timeout: Duration,

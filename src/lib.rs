@@ -13,6 +13,7 @@ pub mod proxy;
 pub mod proxy_protocol;
 pub mod relay;
 pub mod route;
+pub mod suggest;
 
 use std::sync::Arc;
 
@@ -69,10 +70,7 @@ pub fn run(config: Config) -> std::io::Result<Running> {
         max_connections: config.max_connections_per_core,
         engine: engine_config(&config),
     };
-    let format = match config.access_log_format {
-        config::LogFormat::Combined => access_log::Format::Combined,
-        config::LogFormat::Json => access_log::Format::Json,
-    };
+    let format = config.access_log_format.clone();
     let access_log = Arc::new(access_log::Sink::open(
         &config.access_log,
         format,

@@ -31,7 +31,10 @@
 //!   every shard's handle is gone, and [`Sink::finish`] joins it.
 
 mod format;
+mod template;
 mod writer;
+
+pub use template::Template;
 
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
@@ -73,24 +76,30 @@ const FINAL_FLUSH_POLL: Duration = Duration::from_millis(1);
 const _: () = assert!(format::MAX_LINE_LEN <= BUFFER_CAPACITY);
 
 /// How lines are written (`access_log_format`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum Format {
     /// nginx "combined" plus ` upstream=.. upstream_time=.. request_time=..`.
     #[default]
     Combined,
     /// One JSON object per line.
     Json,
+    /// An nginx-style template of `$variables`, parsed once (shared by the shards).
+    Template(Arc<Template>),
 }
 
 impl std::str::FromStr for Format {
     type Err = String;
 
-    /// `combined` or `json`.
+    /// `combined`, `json`, or a template (anything with a `$variable` in it).
     fn from_str(s: &str) -> Result<Format, String> {
         match s {
             "combined" => Ok(Format::Combined),
             "json" => Ok(Format::Json),
-            _ => Err(format!("unknown access log format {s:?} (combined, json)")),
+            t if t.contains('$') => Ok(Format::Template(Arc::new(Template::parse(t)?))),
+            _ => Err(format!(
+                "unknown access log format {s:?} (combined, json, or a template of $variables \
+                 such as '$remote_addr \"$request\" $status')"
+            )),
         }
     }
 }
@@ -269,7 +278,7 @@ impl Sink {
         };
         ShardLogWriter {
             index,
-            format: self.format,
+            format: self.format.clone(),
             shared: self.shared.clone(),
             link,
         }
@@ -421,14 +430,14 @@ impl ShardLog {
             return;
         }
         let state = &mut *inner.state.borrow_mut();
-        let bound = format::max_line_len(inner.format, e);
+        let bound = format::max_line_len(&inner.format, e);
         if !inner.make_room(state, bound) {
             inner.shared.add_dropped(inner.index, 1);
             return;
         }
         let buf = state.current.as_mut().expect("make_room leaves a buffer");
         let before = (buf.as_ptr(), buf.capacity());
-        format::write_line(inner.format, buf, e, &mut state.clock);
+        format::write_line(&inner.format, buf, e, &mut state.clock);
         debug_assert_eq!(before, (buf.as_ptr(), buf.capacity()), "the buffer grew");
         state.lines += 1;
     }
