@@ -158,8 +158,9 @@ pub struct Args {
     pub metrics_listen: Option<String>,
 
     /// Expect a PROXY protocol v1 or v2 header on every client connection (behind an L4
-    /// load balancer); connections without one are closed.
-    #[arg(long)]
+    /// load balancer); connections without one are closed. `--proxy-protocol=false` turns
+    /// off what a config file turned on.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub proxy_protocol: bool,
 
     /// Access log: `off`, `stderr`, or a file path (appended to).
@@ -446,9 +447,14 @@ where
                 let args = Cli::try_parse_from(&full)
                     .map_err(|e| vec![locator.locate(&first_paragraph(&e.to_string()))])?
                     .args;
-                Config::from_args(args, Some(file))
-                    .map(drop)
-                    .map_err(|e| vec![locator.locate(&e)])
+                let config =
+                    Config::from_args(args, Some(file)).map_err(|e| vec![locator.locate(&e)])?;
+                let problems = check_environment(&config);
+                if problems.is_empty() {
+                    Ok(())
+                } else {
+                    Err(problems.iter().map(|e| locator.locate(e)).collect())
+                }
             });
             return Ok(Action::Check(checked));
         }
@@ -518,6 +524,45 @@ fn first_paragraph(text: &str) -> String {
     first.join(" ")
 }
 
+/// What a config file key must hold to stand for its flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlagKind {
+    /// `true` or `false`: the flag is written `--flag=true` / `--flag=false`, so a file's
+    /// `true` can be switched off on the command line (the last one given wins).
+    Bool,
+    /// A plain switch (`--flag`, no value): `true` gives the flag, `false` leaves it out.
+    Switch,
+    /// Anything else: a string or a number, given as the flag's value.
+    Value,
+}
+
+/// Whether `--flag` is a boolean, from clap's own description of it (a boolean flag takes
+/// `true` or `false` as its optional value), so a flag added later needs no list kept here.
+pub fn flag_kind(flag: &str) -> FlagKind {
+    use clap::CommandFactory;
+    let long = flag.trim_start_matches("--");
+    let cmd = Cli::command();
+    let Some(arg) = cmd.get_arguments().find(|a| a.get_long() == Some(long)) else {
+        return FlagKind::Value;
+    };
+    if matches!(
+        arg.get_action(),
+        clap::ArgAction::SetTrue | clap::ArgAction::SetFalse
+    ) {
+        return FlagKind::Switch;
+    }
+    let values: Vec<String> = arg
+        .get_possible_values()
+        .iter()
+        .map(|v| v.get_name().to_string())
+        .collect();
+    if values == ["true", "false"] {
+        FlagKind::Bool
+    } else {
+        FlagKind::Value
+    }
+}
+
 /// Checks one flag with its value the way the command line would (for config file keys).
 pub(crate) fn check_flag(flag: &[OsString]) -> Result<(), String> {
     let mut argv: Vec<OsString> = vec!["corelay".into()];
@@ -539,6 +584,51 @@ pub(crate) fn check_flag(flag: &[OsString]) -> Result<(), String> {
         shards::parse_cpu_list(c)?;
     }
     Ok(())
+}
+
+/// What `corelay check` can find out without starting: that the access log can be created
+/// or appended to (backend addresses have resolved and route groups exist by the time a
+/// [`Config`] is built). One message per problem, naming the flag.
+pub fn check_environment(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let crate::access_log::Destination::File(path) = &config.access_log {
+        if let Err(e) = check_writable_file(path) {
+            problems.push(format!("--access-log {}: {e}", path.display()));
+        }
+    }
+    problems
+}
+
+/// Whether `path` could be opened for appending (created if missing), without creating it.
+fn check_writable_file(path: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::ffi::OsStrExt;
+    let writable = |p: &std::path::Path| {
+        let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
+            return false;
+        };
+        // SAFETY: access(2) on a NUL-terminated path; it only reads it.
+        unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => return Err("is a directory".into()),
+        Ok(_) if writable(path) => return Ok(()),
+        Ok(_) => return Err("the file is not writable".into()),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.to_string()),
+        Err(_) => {}
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => Err(format!("{} is not a directory", dir.display())),
+        Ok(_) if writable(dir) => Ok(()),
+        Ok(_) => Err(format!(
+            "cannot create the file: directory {} is not writable",
+            dir.display()
+        )),
+        Err(_) => Err(format!("directory {} does not exist", dir.display())),
+    }
 }
 
 /// The backend groups and routes: from the file, or the command line's `--backend` list as
