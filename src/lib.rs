@@ -76,6 +76,12 @@ pub fn run(config: Config) -> std::io::Result<Running> {
         format,
         config.cpus.len(),
     )?);
+    let backends: Vec<std::net::SocketAddr> = config
+        .groups
+        .iter()
+        .flat_map(|g| g.backends.iter().copied())
+        .collect();
+    proxy::connect_warnings::init(backends.iter().copied());
     let shard_stats = proxy_stats.clone();
     let cfg = config.clone();
     let sink = access_log.clone();
@@ -83,6 +89,9 @@ pub fn run(config: Config) -> std::io::Result<Running> {
         let log = sink.shard_logger(ctx.index);
         proxy::handler(cfg.clone(), shard_stats[ctx.index].clone(), log, ctx)
     })?;
+    // After the listeners are up, in the background: a dead backend is named at start-up,
+    // once, without delaying readiness.
+    proxy::connect_warnings::spawn_probe(backends, config.backend_connect_timeout);
     let metrics_addr = match metrics_listener {
         Some(listener) => {
             let addr = listener.local_addr()?;

@@ -12,6 +12,7 @@ mod backend;
 mod balancer;
 mod body;
 mod client;
+pub mod connect_warnings;
 mod error;
 mod exchange;
 mod forward;
