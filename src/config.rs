@@ -149,6 +149,12 @@ pub struct Args {
     #[arg(long, value_name = "DUR", default_value = "2s", value_parser = parse_duration)]
     pub backend_retry_backoff: Duration,
 
+    /// At start, try one connection to each backend (in the background; readiness does not
+    /// wait) and warn about each one that cannot be reached. `--backend-probe=false` for
+    /// backends that should see no connection before a request.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub backend_probe: bool,
+
     /// On SIGTERM or SIGINT, how long in-flight requests may take to finish before exit.
     #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
@@ -228,6 +234,7 @@ pub struct Config {
     pub backend_idle_timeout: Duration,
     pub backend_max_idle: usize,
     pub backend_retry_backoff: Duration,
+    pub backend_probe: bool,
     pub drain_timeout: Duration,
     pub metrics_listen: Option<SocketAddr>,
     pub proxy_protocol: bool,
@@ -398,6 +405,7 @@ impl Config {
             backend_idle_timeout: args.backend_idle_timeout,
             backend_max_idle: args.backend_max_idle,
             backend_retry_backoff: args.backend_retry_backoff,
+            backend_probe: args.backend_probe,
             drain_timeout: args.drain_timeout,
             metrics_listen,
             proxy_protocol: args.proxy_protocol,

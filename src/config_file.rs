@@ -69,6 +69,7 @@ flag_keys!(
     backend_idle_timeout,
     backend_max_idle,
     backend_retry_backoff,
+    backend_probe,
     drain_timeout,
     metrics_listen,
     proxy_protocol,

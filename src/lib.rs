@@ -91,7 +91,9 @@ pub fn run(config: Config) -> std::io::Result<Running> {
     })?;
     // After the listeners are up, in the background: a dead backend is named at start-up,
     // once, without delaying readiness.
-    proxy::connect_warnings::spawn_probe(backends, config.backend_connect_timeout);
+    if config.backend_probe {
+        proxy::connect_warnings::spawn_probe(backends, config.backend_connect_timeout);
+    }
     let metrics_addr = match metrics_listener {
         Some(listener) => {
             let addr = listener.local_addr()?;

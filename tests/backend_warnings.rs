@@ -23,7 +23,8 @@ fn lines_about(stderr: &str, addr: std::net::SocketAddr) -> Vec<String> {
 fn dead_backends_are_named_at_start_and_then_throttled() {
     let started = Instant::now();
     let (a, b) = (dead_addr(), dead_addr());
-    let cr = Corelay::start(&[a, b], &[]);
+    // The probe is on by default; the test harness turns it off unless asked.
+    let cr = Corelay::start(&[a, b], &["--backend-probe"]);
     // The probe runs in the background: both dead backends are named, once each, without
     // any request.
     eventually(
