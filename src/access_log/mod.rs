@@ -1,8 +1,8 @@
-//! The access log: one line per request, nginx "combined" (plus upstream and timings) or JSON,
-//! written to a file, to stderr, or nowhere.
+//! The access log: one line per request, nginx "combined" (plus upstream and timings), JSON,
+//! or an nginx-style template (`template.rs`), written to a file, to stderr, or nowhere.
 //!
 //! This module owns the whole path from a finished request to the bytes in the file:
-//! formatting (`format.rs`), the shard-side batching (here), and the one writer thread
+//! formatting (`format.rs`, `template.rs`), the shard-side batching (here), and the one writer thread
 //! (`writer.rs`). It is designed around the thread-per-core rule that the request path never
 //! blocks and never shares a lock:
 //!
@@ -150,7 +150,8 @@ pub struct Entry<'a> {
     pub upstream: Option<SocketAddr>,
     /// From sending the request to the backend to the end of its response.
     pub upstream_time: Option<Duration>,
-    /// From the first byte of the request to the last byte of the response.
+    /// From the complete request head (or the failed read of one) to the last byte of the
+    /// response.
     pub request_time: Duration,
 }
 

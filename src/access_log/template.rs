@@ -13,8 +13,6 @@
 //! template can repeat a field, its worst-case line is computed at parse time and refused if
 //! it would not fit one shard buffer.
 
-use std::net::SocketAddr;
-
 use super::format::{self, Clock};
 use super::Entry;
 
@@ -268,7 +266,7 @@ fn write_var(out: &mut Vec<u8>, v: Var, e: &Entry, clock: &Clock, millis: u32) {
         Var::BytesSent => format::push_u64(out, e.bytes_sent),
         Var::RequestTime => format::push_secs(out, e.request_time),
         Var::UpstreamAddr => match e.upstream {
-            Some(a) => push_addr(out, a),
+            Some(a) => format::push_socket_addr(out, a),
             None => dash(out),
         },
         Var::UpstreamResponseTime => match e.upstream_time {
@@ -281,10 +279,6 @@ fn write_var(out: &mut Vec<u8>, v: Var, e: &Entry, clock: &Clock, millis: u32) {
         // until then no request has one, and nginx prints a missing value as `-`.
         Var::RequestId => dash(out),
     }
-}
-
-fn push_addr(out: &mut Vec<u8>, a: SocketAddr) {
-    format::push_socket_addr(out, a)
 }
 
 #[cfg(test)]
