@@ -6,7 +6,7 @@
 #   scripts/bench.sh --quick          one short pass of every scenario (~1 min; no assertions)
 #   scripts/bench.sh [driver flags] [-- extra corelay flags]
 #
-# Driver flags (target/release/driver --help): --runs N, --duration S,
+# Driver flags (<target dir>/release/driver --help): --runs N, --duration S,
 # --scenarios small64,small1000,big100k,big1m,slow,upload,transfer,sweep,cores,
 # --proxies corelay,hyper,nginx,haproxy,direct, --proxy-cpus LIST, --load-cpus LIST,
 # --out DIR (default target/bench), --corelay-bin PATH, --slow-conns N.
@@ -78,4 +78,5 @@ say "fd limit $(ulimit -n), memlock limit $(ulimit -l) KiB, $(nproc) CPUs"
 # --- build and run ----------------------------------------------------------
 say "building release binaries"
 cargo build --release --workspace
-exec target/release/driver "$@"
+source scripts/target-dir.sh
+exec "$target_dir/release/driver" "$@"

@@ -110,17 +110,20 @@ for port in "$origin_port" "$demo_port"; do
 done
 
 say "building release binaries (the first build takes a few minutes)"
-cargo build --release -p bench --bin origin
-cargo build --release --bin corelay
+# One cargo call for both: two calls resolve the shared dependencies' features differently
+# (bench's enable more), so the second would rebuild corelay.
+cargo build --release -p corelay -p bench --bin corelay --bin origin
+source scripts/target-dir.sh
+bin="$target_dir/release"
 
 say "starting origin on $host:$origin_port"
-target/release/origin --listen "$host:$origin_port" --cores 1 >"$origin_log" 2>&1 &
+"$bin/origin" --listen "$host:$origin_port" --cores 1 >"$origin_log" 2>&1 &
 origin_pid=$!
 wait_ready origin "$origin_pid" "$origin_log" '^origin: listening on'
 cat "$origin_log"
 
 say "starting corelay on $host:$demo_port -> $host:$origin_port"
-target/release/corelay --listen "$host:$demo_port" --backend "$host:$origin_port" --cores 1 \
+"$bin/corelay" --listen "$host:$demo_port" --backend "$host:$origin_port" --cores 1 \
     >"$corelay_log" 2>&1 &
 corelay_pid=$!
 wait_ready corelay "$corelay_pid" "$corelay_log" '^corelay: ready'

@@ -158,6 +158,11 @@ pub struct Args {
     /// How long a backend that reached `--max-fails` is skipped before it is tried again.
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
     pub fail_timeout: Duration,
+    /// At start, try one connection to each backend (in the background; readiness does not
+    /// wait) and warn about each one that cannot be reached. `--backend-probe=false` for
+    /// backends that should see no connection before a request.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub backend_probe: bool,
 
     /// On SIGTERM or SIGINT, how long in-flight requests may take to finish before exit.
     #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
@@ -174,17 +179,20 @@ pub struct Args {
     pub metrics_listen: Option<String>,
 
     /// Expect a PROXY protocol v1 or v2 header on every client connection (behind an L4
-    /// load balancer); connections without one are closed.
-    #[arg(long)]
+    /// load balancer); connections without one are closed. `--proxy-protocol=false` turns
+    /// off what a config file turned on.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub proxy_protocol: bool,
 
     /// Access log: `off`, `stderr`, or a file path (appended to).
     #[arg(long, value_name = "DEST", default_value = "off")]
     pub access_log: String,
 
-    /// Access log line format.
-    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Combined)]
-    pub access_log_format: LogFormat,
+    /// Access log line format: `combined`, `json`, or an nginx-style template such as
+    /// '$remote_addr "$request" $status $body_bytes_sent $request_time' (see
+    /// docs/observability.md for the variables).
+    #[arg(long, value_name = "FORMAT", default_value = "combined", value_parser = parse_log_format)]
+    pub access_log_format: crate::access_log::Format,
 
     /// Requests in flight per core; more wait in the queue. The default holds 10,000
     /// concurrent slow requests on one core, with room to spare.
@@ -214,11 +222,9 @@ pub struct Args {
     pub client_max_body_size: usize,
 }
 
-/// `--access-log-format`.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
-    Combined,
-    Json,
+/// `--access-log-format`: parsed (a template into its pieces) once, here.
+fn parse_log_format(s: &str) -> Result<crate::access_log::Format, String> {
+    s.parse()
 }
 
 /// The validated configuration every shard reads (shared read-only across threads).
@@ -245,12 +251,13 @@ pub struct Config {
     pub backend_retry_backoff: Duration,
     pub max_fails: u32,
     pub fail_timeout: Duration,
+    pub backend_probe: bool,
     pub drain_timeout: Duration,
     pub tunnel_idle_timeout: Duration,
     pub metrics_listen: Option<SocketAddr>,
     pub proxy_protocol: bool,
     pub access_log: crate::access_log::Destination,
-    pub access_log_format: LogFormat,
+    pub access_log_format: crate::access_log::Format,
     pub max_requests_per_core: usize,
     pub queue_size: usize,
     pub queue_timeout: Duration,
@@ -440,6 +447,7 @@ impl Config {
             backend_retry_backoff: args.backend_retry_backoff,
             max_fails: args.max_fails,
             fail_timeout: args.fail_timeout,
+            backend_probe: args.backend_probe,
             drain_timeout: args.drain_timeout,
             tunnel_idle_timeout: args.tunnel_idle_timeout,
             metrics_listen,
@@ -490,9 +498,14 @@ where
                 let args = Cli::try_parse_from(&full)
                     .map_err(|e| vec![locator.locate(&first_paragraph(&e.to_string()))])?
                     .args;
-                Config::from_args(args, Some(file))
-                    .map(drop)
-                    .map_err(|e| vec![locator.locate(&e)])
+                let config =
+                    Config::from_args(args, Some(file)).map_err(|e| vec![locator.locate(&e)])?;
+                let problems = check_environment(&config);
+                if problems.is_empty() {
+                    Ok(())
+                } else {
+                    Err(problems.iter().map(|e| locator.locate(e)).collect())
+                }
             });
             return Ok(Action::Check(checked));
         }
@@ -562,6 +575,45 @@ fn first_paragraph(text: &str) -> String {
     first.join(" ")
 }
 
+/// What a config file key must hold to stand for its flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlagKind {
+    /// `true` or `false`: the flag is written `--flag=true` / `--flag=false`, so a file's
+    /// `true` can be switched off on the command line (the last one given wins).
+    Bool,
+    /// A plain switch (`--flag`, no value): `true` gives the flag, `false` leaves it out.
+    Switch,
+    /// Anything else: a string or a number, given as the flag's value.
+    Value,
+}
+
+/// Whether `--flag` is a boolean, from clap's own description of it (a boolean flag takes
+/// `true` or `false` as its optional value), so a flag added later needs no list kept here.
+pub fn flag_kind(flag: &str) -> FlagKind {
+    use clap::CommandFactory;
+    let long = flag.trim_start_matches("--");
+    let cmd = Cli::command();
+    let Some(arg) = cmd.get_arguments().find(|a| a.get_long() == Some(long)) else {
+        return FlagKind::Value;
+    };
+    if matches!(
+        arg.get_action(),
+        clap::ArgAction::SetTrue | clap::ArgAction::SetFalse
+    ) {
+        return FlagKind::Switch;
+    }
+    let values: Vec<String> = arg
+        .get_possible_values()
+        .iter()
+        .map(|v| v.get_name().to_string())
+        .collect();
+    if values == ["true", "false"] {
+        FlagKind::Bool
+    } else {
+        FlagKind::Value
+    }
+}
+
 /// Checks one flag with its value the way the command line would (for config file keys).
 pub(crate) fn check_flag(flag: &[OsString]) -> Result<(), String> {
     let mut argv: Vec<OsString> = vec!["corelay".into()];
@@ -583,6 +635,51 @@ pub(crate) fn check_flag(flag: &[OsString]) -> Result<(), String> {
         shards::parse_cpu_list(c)?;
     }
     Ok(())
+}
+
+/// What `corelay check` can find out without starting: that the access log can be created
+/// or appended to (backend addresses have resolved and route groups exist by the time a
+/// [`Config`] is built). One message per problem, naming the flag.
+pub fn check_environment(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let crate::access_log::Destination::File(path) = &config.access_log {
+        if let Err(e) = check_writable_file(path) {
+            problems.push(format!("--access-log {}: {e}", path.display()));
+        }
+    }
+    problems
+}
+
+/// Whether `path` could be opened for appending (created if missing), without creating it.
+fn check_writable_file(path: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::ffi::OsStrExt;
+    let writable = |p: &std::path::Path| {
+        let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
+            return false;
+        };
+        // SAFETY: access(2) on a NUL-terminated path; it only reads it.
+        unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => return Err("is a directory".into()),
+        Ok(_) if writable(path) => return Ok(()),
+        Ok(_) => return Err("the file is not writable".into()),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.to_string()),
+        Err(_) => {}
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => Err(format!("{} is not a directory", dir.display())),
+        Ok(_) if writable(dir) => Ok(()),
+        Ok(_) => Err(format!(
+            "cannot create the file: directory {} is not writable",
+            dir.display()
+        )),
+        Err(_) => Err(format!("directory {} does not exist", dir.display())),
+    }
 }
 
 /// The backend groups and routes: from the file, or the command line's `--backend` list as

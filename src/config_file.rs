@@ -15,14 +15,15 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::auth::{AuthConfig, Authorizer, DEFAULT_REALM};
-use crate::config::{Group, Policy, RouteConfig};
+use crate::config::{FlagKind, Group, Policy, RouteConfig};
 use crate::route::{HostMatch, Rewrite};
 
 /// Declares the top-level keys that mirror command-line flags (key `a_b` is flag `--a-b`).
 macro_rules! flag_keys {
     ($($key:ident),* $(,)?) => {
+        /// Unknown keys are not refused here but found by [`unknown_keys`], which reports
+        /// every one of them instead of stopping at the first.
         #[derive(Deserialize, Default)]
-        #[serde(deny_unknown_fields)]
         struct Raw {
             $( #[serde(default)] $key: Option<Spanned<toml::Value>>, )*
             #[serde(default)]
@@ -32,6 +33,9 @@ macro_rules! flag_keys {
             #[serde(default)]
             routes: Vec<Spanned<RawRoute>>,
         }
+
+        /// The flag keys, for unknown-key suggestions.
+        const FLAG_KEYS: &[&str] = &[$(stringify!($key)),*];
 
         impl Raw {
             fn flag_values(&self) -> Vec<(&'static str, &Spanned<toml::Value>)> {
@@ -67,6 +71,7 @@ flag_keys!(
     backend_retry_backoff,
     max_fails,
     fail_timeout,
+    backend_probe,
     drain_timeout,
     tunnel_idle_timeout,
     metrics_listen,
@@ -81,8 +86,21 @@ flag_keys!(
     client_max_body_size,
 );
 
+/// The keys of a group and of a route (checked by [`unknown_keys`]).
+const GROUP_KEYS: &[&str] = &["backends", "balance"];
+const ROUTE_KEYS: &[&str] = &[
+    "host",
+    "path",
+    "group",
+    "strip_prefix",
+    "replace_prefix",
+    "auth",
+    "keep_credentials",
+];
+/// The top-level keys that are not flags.
+const TABLE_KEYS: &[&str] = &["backends", "groups", "routes"];
+
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawGroup {
     backends: Vec<Spanned<String>>,
     #[serde(default)]
@@ -137,7 +155,6 @@ impl RawHealthCheck {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawRoute {
     #[serde(default)]
     host: Option<Spanned<String>>,
@@ -253,28 +270,49 @@ pub fn load(path: &Path) -> Result<FileConfig, Vec<String>> {
 pub fn parse(path: &Path, text: &str) -> Result<FileConfig, Vec<String>> {
     let at =
         |span: std::ops::Range<usize>| format!("{}:{}", path.display(), line_of(text, span.start));
-    let raw: Raw = toml::from_str(text).map_err(|e| {
+    let serde_error = |e: toml::de::Error| {
         let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(1);
-        vec![format!(
+        format!(
             "{}:{line}: {}",
             path.display(),
             e.message().replace('\n', " ")
-        )]
-    })?;
-    let mut errors = Vec::new();
+        )
+    };
+    // Every unknown key first (a syntax error stops everything: nothing after it is known).
+    let mut errors = unknown_keys(path, text).map_err(|e| vec![serde_error(e)])?;
+    let raw: Raw = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            // A value of the wrong type in a group or route: reported with the unknown keys.
+            errors.push(serde_error(e));
+            return Err(by_line(path, errors));
+        }
+    };
 
     let mut flags = Vec::new();
     for (key, value) in raw.flag_values() {
         let flag = format!("--{}", key.replace('_', "-"));
-        let one: Vec<OsString> = match value.get_ref() {
-            toml::Value::Boolean(true) => vec![flag.clone().into()],
-            toml::Value::Boolean(false) => vec![],
-            toml::Value::String(s) => vec![flag.clone().into(), s.into()],
-            toml::Value::Integer(i) => vec![flag.clone().into(), i.to_string().into()],
-            _ => {
+        let kind = crate::config::flag_kind(&flag);
+        let boolean = matches!(kind, FlagKind::Bool | FlagKind::Switch);
+        let one: Vec<OsString> = match (value.get_ref(), kind) {
+            (toml::Value::Boolean(b), FlagKind::Bool) => vec![format!("{flag}={b}").into()],
+            (toml::Value::Boolean(true), FlagKind::Switch) => vec![flag.clone().into()],
+            (toml::Value::Boolean(false), FlagKind::Switch) => vec![],
+            _ if boolean => {
                 errors.push(format!(
-                    "{}: key '{key}': expected a string, a number or true/false",
-                    at(value.span())
+                    "{}: key '{key}': expected true or false, not {}",
+                    at(value.span()),
+                    describe(value.get_ref())
+                ));
+                continue;
+            }
+            (toml::Value::String(s), _) => vec![flag.clone().into(), s.into()],
+            (toml::Value::Integer(i), _) => vec![flag.clone().into(), i.to_string().into()],
+            (other, _) => {
+                errors.push(format!(
+                    "{}: key '{key}': expected a string or a number, not {}",
+                    at(value.span()),
+                    describe(other)
                 ));
                 continue;
             }
@@ -464,8 +502,21 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, Vec<String>> {
             routes,
         })
     } else {
-        Err(errors)
+        Err(by_line(path, errors))
     }
+}
+
+/// `errors` in the order of the file's lines (each starts `FILE:LINE:`; a message without a
+/// line comes last), so a long list reads top to bottom like the file.
+fn by_line(path: &Path, mut errors: Vec<String>) -> Vec<String> {
+    let prefix = format!("{}:", path.display());
+    errors.sort_by_key(|e| {
+        e.strip_prefix(&prefix)
+            .and_then(|rest| rest.split(':').next())
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(usize::MAX)
+    });
+    errors
 }
 
 impl FileConfig {
@@ -508,12 +559,77 @@ impl Locator {
         let error = error.trim_start_matches("error: ");
         for (key, line) in &self.keys {
             let flag = format!("--{}", key.replace('_', "-"));
-            if error.contains(&flag) {
+            // The whole flag: `--access-log` is not named by `--access-log-format ...`.
+            let named = error.match_indices(&flag).any(|(i, _)| {
+                !error[i + flag.len()..]
+                    .starts_with(|c: char| c.is_ascii_alphanumeric() || c == '-')
+            });
+            if named {
                 return format!("{}:{line}: key '{key}': {error}", self.path.display());
             }
         }
         format!("{}: {error}", self.path.display())
     }
+}
+
+/// A TOML value's kind, for "expected X, not Y".
+fn describe(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => format!("the string {s:?}"),
+        toml::Value::Integer(i) => format!("the number {i}"),
+        toml::Value::Float(f) => format!("the number {f}"),
+        toml::Value::Boolean(b) => format!("{b}"),
+        toml::Value::Datetime(_) => "a date".into(),
+        toml::Value::Array(_) => "a list".into(),
+        toml::Value::Table(_) => "a table".into(),
+    }
+}
+
+/// Groups and routes by their keys; `None` when they do not have the shape of tables (the
+/// typed pass reports that).
+#[derive(Deserialize)]
+struct NestedKeys {
+    #[serde(default)]
+    groups: BTreeMap<String, BTreeMap<Spanned<String>, serde::de::IgnoredAny>>,
+    #[serde(default)]
+    routes: Vec<BTreeMap<Spanned<String>, serde::de::IgnoredAny>>,
+}
+
+/// An error for every key the file has that corelay does not know, at any level, with
+/// the nearest known key. The document is read for its key names only (every value is
+/// skipped). Err only for a document that is not valid TOML.
+fn unknown_keys(path: &Path, text: &str) -> Result<Vec<String>, toml::de::Error> {
+    let top_keys: BTreeMap<Spanned<String>, serde::de::IgnoredAny> = toml::from_str(text)?;
+    let mut errors = Vec::new();
+    let mut unknown = |key: &Spanned<String>, known: &[&'static str], within: &str| {
+        if known.contains(&key.get_ref().as_str()) {
+            return;
+        }
+        errors.push(format!(
+            "{}:{}: key '{}': unknown key{within}{}",
+            path.display(),
+            line_of(text, key.span().start),
+            key.get_ref(),
+            crate::suggest::hint(key.get_ref(), known.iter().copied())
+        ));
+    };
+    let top: Vec<&str> = FLAG_KEYS.iter().chain(TABLE_KEYS).copied().collect();
+    for key in top_keys.keys() {
+        unknown(key, &top, "");
+    }
+    if let Ok(nested) = toml::from_str::<NestedKeys>(text) {
+        for (name, group) in &nested.groups {
+            for key in group.keys() {
+                unknown(key, GROUP_KEYS, &format!(" in group '{name}'"));
+            }
+        }
+        for route in &nested.routes {
+            for key in route.keys() {
+                unknown(key, ROUTE_KEYS, " in a route");
+            }
+        }
+    }
+    Ok(errors)
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -565,7 +681,7 @@ group = "default"
             .collect();
         assert!(args.windows(2).any(|w| w == ["--listen", "127.0.0.1:8080"]));
         assert!(args.windows(2).any(|w| w == ["--cores", "1"]));
-        assert!(args.contains(&"--proxy-protocol".to_string()));
+        assert!(args.contains(&"--proxy-protocol=true".to_string()));
         assert_eq!(f.groups.len(), 2);
         assert_eq!(f.groups[1].policy, Policy::LeastRequests);
         assert_eq!(f.routes.len(), 2);

@@ -14,6 +14,7 @@ pub mod proxy_protocol;
 pub mod relay;
 pub mod reload;
 pub mod route;
+pub mod suggest;
 
 use std::sync::Arc;
 
@@ -29,6 +30,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// The access log, for the signal thread (SIGUSR1 reopens it).
+    pub fn access_log(&self) -> Arc<access_log::Sink> {
+        self.access_log.clone()
+    }
+
     /// Waits for the shards to finish (after a shutdown), then for the access log's last
     /// lines to be written.
     pub fn join(self) -> std::io::Result<()> {
@@ -67,15 +73,18 @@ pub fn run(config: Config) -> std::io::Result<Running> {
         max_connections: config.max_connections_per_core,
         engine: engine_config(&config),
     };
-    let format = match config.access_log_format {
-        config::LogFormat::Combined => access_log::Format::Combined,
-        config::LogFormat::Json => access_log::Format::Json,
-    };
+    let format = config.access_log_format.clone();
     let access_log = Arc::new(access_log::Sink::open(
         &config.access_log,
         format,
         config.cpus.len(),
     )?);
+    let backends: Vec<std::net::SocketAddr> = config
+        .groups
+        .iter()
+        .flat_map(|g| g.backends.iter().copied())
+        .collect();
+    proxy::connect_warnings::init(backends.iter().copied());
     let shard_stats = proxy_stats.clone();
     let sink = access_log.clone();
     let reloader = reload::Reloader::new(config.clone());
@@ -85,6 +94,11 @@ pub fn run(config: Config) -> std::io::Result<Running> {
         let stats = shard_stats[ctx.index].clone();
         proxy::handler(shard_reloader.clone(), stats, log, ctx)
     })?;
+    // After the listeners are up, in the background: a dead backend is named at start-up,
+    // once, without delaying readiness.
+    if config.backend_probe {
+        proxy::connect_warnings::spawn_probe(backends, config.backend_connect_timeout);
+    }
     let metrics_addr = match metrics_listener {
         Some(listener) => {
             let addr = listener.local_addr()?;

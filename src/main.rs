@@ -1,5 +1,6 @@
 //! The `corelay` binary: parse flags, start the shards, print where they listen, drain on
-//! SIGTERM or SIGINT, and reload the configuration on SIGHUP.
+//! SIGTERM or SIGINT, reload the configuration on SIGHUP, and reopen the access log file on
+//! SIGUSR1 (after logrotate moved it).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -35,7 +36,7 @@ fn main() -> ExitCode {
 
     // Signals are blocked before any thread starts so that every thread inherits the mask
     // and only the signal thread below receives them.
-    let signals = block_shutdown_signals();
+    let signals = block_signals();
 
     // glommio pins an I/O arena per executor; where the limit is too low it only skips
     // registering it, so for glommio alone a failure here is a warning. The shard engine's
@@ -101,12 +102,14 @@ fn main() -> ExitCode {
 
     let handle = running.server.shutdown_handle();
     let reloader = running.reloader.clone();
+    let access_log = running.access_log();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             let mut draining = false;
             loop {
                 match wait_for_signal(&signals) {
+                    libc::SIGUSR1 => access_log.reopen(),
                     libc::SIGHUP if !draining => reload(&argv, &reloader),
                     libc::SIGHUP => {}
                     _ if !draining => {
@@ -114,7 +117,7 @@ fn main() -> ExitCode {
                         handle.trigger();
                         draining = true;
                     }
-                    // A second signal means: stop now.
+                    // A second SIGTERM or SIGINT means: stop now.
                     _ => std::process::exit(1),
                 }
             }
@@ -173,7 +176,9 @@ fn reload(argv: &[std::ffi::OsString], reloader: &corelay::reload::Reloader) {
     }
 }
 
-fn block_shutdown_signals() -> libc::sigset_t {
+/// SIGTERM and SIGINT (drain and exit), SIGHUP (reload) and SIGUSR1 (reopen the access
+/// log), all taken by the signal thread.
+fn block_signals() -> libc::sigset_t {
     // SAFETY: plain libc signal-mask calls on a zeroed sigset_t.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -181,11 +186,13 @@ fn block_shutdown_signals() -> libc::sigset_t {
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::sigaddset(&mut set, libc::SIGUSR1);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     }
 }
 
+/// The next of the blocked signals.
 fn wait_for_signal(set: &libc::sigset_t) -> libc::c_int {
     let mut sig: libc::c_int = 0;
     // SAFETY: sigwait on a valid set; the signals are blocked in every thread.

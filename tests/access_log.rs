@@ -618,7 +618,7 @@ const CONNS: usize = 4;
 const PER_CONN: usize = 250;
 
 /// Sends CONNS x PER_CONN keep-alive requests over CONNS parallel connections; returns
-/// `(target, status, bytes received for the response, user agent)` per request.
+/// `(target, status, body bytes received for the response, user agent)` per request.
 fn load(cr: &Corelay) -> Vec<(String, u16, u64, String)> {
     let handles: Vec<_> = (0..CONNS)
         .map(|c| {
@@ -641,7 +641,7 @@ fn load(cr: &Corelay) -> Vec<(String, u16, u64, String)> {
                     out.push((
                         target,
                         r.status,
-                        (r.raw_head.len() + r.body.len()) as u64,
+                        r.body.len() as u64,
                         ua,
                     ));
                 }
@@ -707,7 +707,7 @@ fn thousand_combined(extra: &[&str]) {
         assert_eq!(l.status, *status, "{target}");
         assert_eq!(
             l.bytes, *bytes,
-            "{target}: bytes sent (head + body) to the client"
+            "{target}: body bytes sent to the client (nginx's $body_bytes_sent)"
         );
         assert_eq!(&l.user_agent, ua);
         let n = target.rsplit('/').next().unwrap();
@@ -1076,8 +1076,7 @@ fn corelay_answers_are_logged_too() {
 fn rejected_request_heads_are_logged() {
     // corelay answers these itself before any route or backend: a malformed request line
     // (400) and a head over --max-header-bytes (16 KiB by default: 431). Each is a request that got an answer,
-    // so each gets its line (nginx logs them too; the formatter prints `"-"` for a request
-    // line it could not read).
+    // so each gets its line (nginx logs them too), with what was read of its request line.
     let log = TempConfig::new("access.log", "");
     let be = Backend::ok(b"ok");
     let mut cr = Corelay::start(&[be.addr], &["--access-log", log.path_str()]);
@@ -1098,6 +1097,10 @@ fn rejected_request_heads_are_logged() {
     let mut statuses: Vec<u16> = lines.iter().map(|l| l.status).collect();
     statuses.sort();
     assert_eq!(statuses, [200, 400, 431], "log:\n{text}");
+    // What was read of a refused request line is logged, not a bare protocol.
+    let request_of = |status| &lines.iter().find(|l| l.status == status).unwrap().request;
+    assert_eq!(request_of(400), "GET /bad request line HTTP/1.1", "{text}");
+    assert_eq!(request_of(431), "GET /big HTTP/1.1", "{text}");
     assert!(
         lines
             .iter()

@@ -83,7 +83,8 @@ fn example_config_shows_every_flag() {
         let Some(flag) = line.trim_start().strip_prefix("--") else {
             continue;
         };
-        let flag = flag.split([' ', ',']).next().unwrap();
+        // `--flag <V>`, `--flag, ...` or `--flag[=<BOOL>]` (a boolean with an optional value).
+        let flag = flag.split([' ', ',', '[']).next().unwrap();
         let key = match flag {
             "help" | "version" | "config" => continue,
             "backend" => "backends".to_string(),

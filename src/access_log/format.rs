@@ -54,7 +54,7 @@ const TRUNCATED: &[u8] = b"...";
 const FIXED_MAX: usize = 512;
 
 /// Worst-case growth of one input byte: `\xHH` in combined, `\u00XX` in JSON.
-const COMBINED_EXPANSION: usize = 4;
+pub(super) const COMBINED_EXPANSION: usize = 4;
 const JSON_EXPANSION: usize = 6;
 
 /// Every field at its limit, every byte escaped, as JSON (the larger expansion). The shard
@@ -155,6 +155,21 @@ impl Clock {
     pub(crate) fn cached_secs(&self) -> u64 {
         self.secs
     }
+
+    /// The current second's `$time_local`.
+    pub(super) fn time_local(&self) -> &[u8] {
+        &self.time_local
+    }
+
+    /// The current second's RFC 3339 date-time, without fraction or zone.
+    pub(super) fn rfc3339_secs(&self) -> &[u8] {
+        &self.rfc3339
+    }
+
+    /// The current second, since the epoch.
+    pub(super) fn secs(&self) -> u64 {
+        self.secs
+    }
 }
 
 /// Seconds and milliseconds since the epoch, clamped to what the formats can express: a clock
@@ -169,10 +184,11 @@ fn split_time(t: SystemTime) -> (u64, u32) {
 
 /// An upper bound of the bytes [`write_line`] appends for `e`, cheap enough to compute per
 /// line (six lengths), never above [`MAX_LINE_LEN`].
-pub(crate) fn max_line_len(format: Format, e: &Entry) -> usize {
+pub(crate) fn max_line_len(format: &Format, e: &Entry) -> usize {
     let expansion = match format {
         Format::Combined => COMBINED_EXPANSION,
         Format::Json => JSON_EXPANSION,
+        Format::Template(t) => return t.max_line_len(e),
     };
     let field = |len: usize, max: usize| len.min(max);
     FIXED_MAX
@@ -188,12 +204,13 @@ pub(crate) fn max_line_len(format: Format, e: &Entry) -> usize {
 
 /// Appends `e` as one line ending in `\n` (the only LF in it). `out` should have
 /// [`max_line_len`] bytes of spare capacity, or it grows.
-pub(crate) fn write_line(format: Format, out: &mut Vec<u8>, e: &Entry, clock: &mut Clock) {
+pub(crate) fn write_line(format: &Format, out: &mut Vec<u8>, e: &Entry, clock: &mut Clock) {
     let (secs, millis) = split_time(e.time);
     clock.set(secs);
     match format {
         Format::Combined => combined(out, e, clock),
         Format::Json => json(out, e, clock, millis),
+        Format::Template(t) => t.write(out, e, clock, millis),
     }
 }
 
@@ -202,7 +219,7 @@ pub(crate) fn write_line(format: Format, out: &mut Vec<u8>, e: &Entry, clock: &m
 ///
 /// As in nginx, a missing or empty value prints as `-`.
 fn combined(out: &mut Vec<u8>, e: &Entry, clock: &Clock) {
-    let _ = write!(out, "{}", e.client);
+    push_ip(out, e.client);
     out.extend_from_slice(b" - ");
     match e.user {
         // Unquoted field: a space would shift every later field, so it is escaped too.
@@ -212,30 +229,11 @@ fn combined(out: &mut Vec<u8>, e: &Entry, clock: &Clock) {
     out.extend_from_slice(b" [");
     out.extend_from_slice(&clock.time_local);
     out.extend_from_slice(b"] \"");
-    // "$request" is the request line: the non-empty parts joined by spaces.
-    let mut parts = [
-        (e.method, MAX_METHOD_BYTES),
-        (e.target, MAX_TARGET_BYTES),
-        (e.protocol.as_bytes(), MAX_PROTOCOL_BYTES),
-    ]
-    .into_iter()
-    .filter(|(p, _)| !p.is_empty())
-    .peekable();
-    if parts.peek().is_none() {
-        out.push(b'-');
-    }
-    let mut first = true;
-    for (part, max) in parts {
-        if !first {
-            out.push(b' ');
-        }
-        first = false;
-        combined_field(out, part, max, false);
-    }
+    request_line(out, e);
     out.extend_from_slice(b"\" ");
     push_u64(out, u64::from(e.status));
     out.push(b' ');
-    push_u64(out, e.bytes_sent);
+    push_u64(out, e.body_bytes_sent);
     out.extend_from_slice(b" \"");
     combined_optional(out, e.referer, MAX_REFERER_BYTES);
     out.extend_from_slice(b"\" \"");
@@ -255,6 +253,35 @@ fn combined(out: &mut Vec<u8>, e: &Entry, clock: &Clock) {
     out.push(b'\n');
 }
 
+/// nginx's `$request`, the request line: the non-empty parts joined by spaces, escaped; `-`
+/// when there is none.
+pub(super) fn request_line(out: &mut Vec<u8>, e: &Entry) {
+    let mut parts = [
+        (e.method, MAX_METHOD_BYTES),
+        (e.target, MAX_TARGET_BYTES),
+        (e.protocol.as_bytes(), MAX_PROTOCOL_BYTES),
+    ]
+    .into_iter()
+    .filter(|(p, _)| !p.is_empty())
+    .peekable();
+    if parts.peek().is_none() {
+        out.push(b'-');
+    }
+    let mut first = true;
+    for (part, max) in parts {
+        if !first {
+            out.push(b' ');
+        }
+        first = false;
+        combined_field(out, part, max, false);
+    }
+}
+
+/// The client address as text (no heap: see [`push_socket_addr`]).
+pub(super) fn push_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
+    let _ = write!(out, "{ip}");
+}
+
 fn combined_optional(out: &mut Vec<u8>, value: Option<&[u8]>, max: usize) {
     match value {
         Some(v) if !v.is_empty() => combined_field(out, v, max, false),
@@ -264,7 +291,7 @@ fn combined_optional(out: &mut Vec<u8>, value: Option<&[u8]>, max: usize) {
 
 /// nginx's default log escaping (`ngx_http_log_escape`): `"`, `\`, control bytes and every
 /// byte from 0x7f up become `\xHH`; with `space`, so does ` `. Safe runs are copied whole.
-fn combined_field(out: &mut Vec<u8>, value: &[u8], max: usize, space: bool) {
+pub(super) fn combined_field(out: &mut Vec<u8>, value: &[u8], max: usize, space: bool) {
     let (value, cut) = cut(value, max);
     let mut start = 0;
     for (i, &b) in value.iter().enumerate() {
@@ -309,7 +336,7 @@ fn json(out: &mut Vec<u8>, e: &Entry, clock: &Clock, millis: u32) {
     out.extend_from_slice(b",\"status\":");
     push_u64(out, u64::from(e.status));
     out.extend_from_slice(b",\"bytes\":");
-    push_u64(out, e.bytes_sent);
+    push_u64(out, e.body_bytes_sent);
     out.extend_from_slice(b",\"referer\":");
     json_optional(out, e.referer, MAX_REFERER_BYTES);
     out.extend_from_slice(b",\"user_agent\":");
@@ -383,26 +410,26 @@ fn cut(value: &[u8], max: usize) -> (&[u8], bool) {
     }
 }
 
-fn push_socket_addr(out: &mut Vec<u8>, a: SocketAddr) {
+pub(super) fn push_socket_addr(out: &mut Vec<u8>, a: SocketAddr) {
     // `Display` for addresses writes through the formatter with no heap buffer, and `out` has
     // room reserved, so this does not allocate.
     let _ = write!(out, "{a}");
 }
 
 /// Seconds with millisecond resolution, truncated (`0.003`), as nginx's `$request_time`.
-fn push_secs(out: &mut Vec<u8>, d: Duration) {
+pub(super) fn push_secs(out: &mut Vec<u8>, d: Duration) {
     push_u64(out, d.as_secs());
     out.push(b'.');
     push_padded(out, u64::from(d.subsec_millis()), 3);
 }
 
 /// Decimal `n`, without `fmt`'s machinery (this runs several times per line).
-fn push_u64(out: &mut Vec<u8>, n: u64) {
+pub(super) fn push_u64(out: &mut Vec<u8>, n: u64) {
     push_padded(out, n, 1);
 }
 
 /// Decimal `n` with at least `width` digits (leading zeros).
-fn push_padded(out: &mut Vec<u8>, mut n: u64, width: usize) {
+pub(super) fn push_padded(out: &mut Vec<u8>, mut n: u64, width: usize) {
     // u64::MAX has 20 digits.
     let mut digits = [0u8; 20];
     let mut at = digits.len();
@@ -431,7 +458,8 @@ pub(crate) mod tests {
             target: b"/apache_pb.gif?a=1&b=2",
             protocol: "HTTP/1.1",
             status: 200,
-            bytes_sent: 2326,
+            bytes_sent: 2326 + 150,
+            body_bytes_sent: 2326,
             referer: Some(b"http://www.example.com/start.html"),
             user_agent: Some(b"Mozilla/4.08 [en] (Win98; I ;Nav)"),
             upstream: Some("10.0.0.5:9000".parse().unwrap()),
@@ -450,6 +478,7 @@ pub(crate) mod tests {
             protocol: "HTTP/1.0",
             status: 502,
             bytes_sent: 0,
+            body_bytes_sent: 0,
             referer: None,
             user_agent: None,
             upstream: None,
@@ -460,8 +489,8 @@ pub(crate) mod tests {
 
     pub(crate) fn line(format: Format, e: &Entry) -> String {
         let mut out = Vec::new();
-        write_line(format, &mut out, e, &mut Clock::new());
-        assert!(out.len() <= max_line_len(format, e), "{out:?}");
+        write_line(&format, &mut out, e, &mut Clock::new());
+        assert!(out.len() <= max_line_len(&format, e), "{out:?}");
         String::from_utf8(out).expect("log lines are ASCII")
     }
 
@@ -943,6 +972,7 @@ pub(crate) mod tests {
                     .unwrap(),
             ),
             bytes_sent: u64::MAX,
+            body_bytes_sent: u64::MAX,
             status: u16::MAX,
             upstream_time: Some(Duration::MAX),
             request_time: Duration::MAX,
@@ -950,11 +980,11 @@ pub(crate) mod tests {
             protocol: "HTTP/1.1 AND A LONG TAIL",
         };
         for format in [Format::Combined, Format::Json] {
-            let n = line(format, &worst).len();
-            assert!(n <= max_line_len(format, &worst));
-            assert!(max_line_len(format, &worst) <= MAX_LINE_LEN);
+            let n = line(format.clone(), &worst).len();
+            assert!(n <= max_line_len(&format, &worst));
+            assert!(max_line_len(&format, &worst) <= MAX_LINE_LEN);
         }
-        assert_eq!(max_line_len(Format::Json, &worst), MAX_LINE_LEN);
+        assert_eq!(max_line_len(&Format::Json, &worst), MAX_LINE_LEN);
         // The fixed part's real worst case leaves the margin the constant claims.
         let fixed = line(Format::Json, &worst).len()
             - JSON_EXPANSION
@@ -1017,7 +1047,7 @@ pub(crate) mod tests {
         };
         let mut out = Vec::new();
         write_line(
-            Format::Combined,
+            &Format::Combined,
             &mut out,
             &at(EXAMPLE_SECS * 1000),
             &mut clock,
@@ -1027,7 +1057,7 @@ pub(crate) mod tests {
         clock.time_local[0] = b'X';
         out.clear();
         write_line(
-            Format::Combined,
+            &Format::Combined,
             &mut out,
             &at(EXAMPLE_SECS * 1000 + 999),
             &mut clock,
@@ -1036,7 +1066,7 @@ pub(crate) mod tests {
         // The next second reformats it.
         out.clear();
         write_line(
-            Format::Combined,
+            &Format::Combined,
             &mut out,
             &at(EXAMPLE_SECS * 1000 + 1000),
             &mut clock,
@@ -1045,7 +1075,7 @@ pub(crate) mod tests {
         assert_eq!(clock.cached_secs(), EXAMPLE_SECS + 1);
         // So does a step back.
         out.clear();
-        write_line(Format::Json, &mut out, &at(1), &mut clock);
+        write_line(&Format::Json, &mut out, &at(1), &mut clock);
         assert!(String::from_utf8_lossy(&out).starts_with("{\"time\":\"1970-01-01T00:00:00.001Z\""));
     }
 

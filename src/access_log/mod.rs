@@ -1,8 +1,8 @@
-//! The access log: one line per request, nginx "combined" (plus upstream and timings) or JSON,
-//! written to a file, to stderr, or nowhere.
+//! The access log: one line per request, nginx "combined" (plus upstream and timings), JSON,
+//! or an nginx-style template (`template.rs`), written to a file, to stderr, or nowhere.
 //!
 //! This module owns the whole path from a finished request to the bytes in the file:
-//! formatting (`format.rs`), the shard-side batching (here), and the one writer thread
+//! formatting (`format.rs`, `template.rs`), the shard-side batching (here), and the one writer thread
 //! (`writer.rs`). It is designed around the thread-per-core rule that the request path never
 //! blocks and never shares a lock:
 //!
@@ -24,24 +24,30 @@
 //! - When the writer cannot keep up (every buffer of the shard is queued or being written),
 //!   the shard drops the line and counts it in its `dropped` counter (a relaxed atomic the
 //!   metrics thread can read): a slow disk costs log lines, never latency or unbounded memory.
+//! - SIGUSR1 reopens the file ([`Sink::reopen`]): the writer switches files between two
+//!   buffers, so no line is lost or split across the old and the new file.
 //! - Nothing is lost on graceful shutdown: [`ShardLog::flush`] (and dropping the last
 //!   `ShardLog`) hands over the partial buffer, the writer drains its queue and exits once
 //!   every shard's handle is gone, and [`Sink::finish`] joins it.
 
 mod format;
+mod template;
 mod writer;
+
+pub use template::Template;
 
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::rc::{Rc, Weak};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use format::Clock;
+pub(crate) use format::{MAX_METHOD_BYTES, MAX_TARGET_BYTES};
 
 /// Size of one shard buffer: large enough that a busy shard writes a few hundred lines per
 /// write(2) (a combined line is ~200-300 bytes), small enough that the lines of a quiet shard
@@ -70,24 +76,30 @@ const FINAL_FLUSH_POLL: Duration = Duration::from_millis(1);
 const _: () = assert!(format::MAX_LINE_LEN <= BUFFER_CAPACITY);
 
 /// How lines are written (`access_log_format`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum Format {
     /// nginx "combined" plus ` upstream=.. upstream_time=.. request_time=..`.
     #[default]
     Combined,
     /// One JSON object per line.
     Json,
+    /// An nginx-style template of `$variables`, parsed once (shared by the shards).
+    Template(Arc<Template>),
 }
 
 impl std::str::FromStr for Format {
     type Err = String;
 
-    /// `combined` or `json`.
+    /// `combined`, `json`, or a template (anything with a `$variable` in it).
     fn from_str(s: &str) -> Result<Format, String> {
         match s {
             "combined" => Ok(Format::Combined),
             "json" => Ok(Format::Json),
-            _ => Err(format!("unknown access log format {s:?} (combined, json)")),
+            t if t.contains('$') => Ok(Format::Template(Arc::new(Template::parse(t)?))),
+            _ => Err(format!(
+                "unknown access log format {s:?} (combined, json, or a template of $variables \
+                 such as '$remote_addr \"$request\" $status')"
+            )),
         }
     }
 }
@@ -127,16 +139,19 @@ pub struct Entry<'a> {
     /// `HTTP/1.0` or `HTTP/1.1`.
     pub protocol: &'static str,
     pub status: u16,
-    /// Bytes sent to the client, head included (nginx's `$bytes_sent`) or not
-    /// (`$body_bytes_sent`) as the caller counts them.
+    /// Bytes sent to the client, head included (nginx's `$bytes_sent`).
     pub bytes_sent: u64,
+    /// Bytes of the response body sent to the client (nginx's `$body_bytes_sent`): what the
+    /// combined and JSON lines show.
+    pub body_bytes_sent: u64,
     pub referer: Option<&'a [u8]>,
     pub user_agent: Option<&'a [u8]>,
     /// The backend that answered; `None` if no backend was involved.
     pub upstream: Option<SocketAddr>,
     /// From sending the request to the backend to the end of its response.
     pub upstream_time: Option<Duration>,
-    /// From the first byte of the request to the last byte of the response.
+    /// From the complete request head (or the failed read of one) to the last byte of the
+    /// response.
     pub request_time: Duration,
 }
 
@@ -161,6 +176,8 @@ struct Shared {
     shards: Box<[ShardCounters]>,
     /// Successful write(2) batches, for tests and diagnostics.
     writes: AtomicU64,
+    /// Set by [`Sink::reopen`], taken by the writer between two buffers.
+    reopen: AtomicBool,
 }
 
 impl Shared {
@@ -168,6 +185,7 @@ impl Shared {
         Shared {
             shards: (0..shards).map(|_| ShardCounters::default()).collect(),
             writes: AtomicU64::new(0),
+            reopen: AtomicBool::new(false),
         }
     }
 
@@ -261,10 +279,18 @@ impl Sink {
         };
         ShardLogWriter {
             index,
-            format: self.format,
+            format: self.format.clone(),
             shared: self.shared.clone(),
             link,
         }
+    }
+
+    /// Asks the writer to reopen the file (SIGUSR1, after logrotate moved it). Returns at
+    /// once; the writer reopens before its next write, or within [`writer::REOPEN_POLL`]
+    /// when idle, so every line goes whole to either the old file or the new one. Nothing
+    /// happens for `stderr` or `off`.
+    pub fn reopen(&self) {
+        self.shared.reopen.store(true, Ordering::Relaxed);
     }
 
     /// Lines dropped so far, over all shards.
@@ -405,14 +431,14 @@ impl ShardLog {
             return;
         }
         let state = &mut *inner.state.borrow_mut();
-        let bound = format::max_line_len(inner.format, e);
+        let bound = format::max_line_len(&inner.format, e);
         if !inner.make_room(state, bound) {
             inner.shared.add_dropped(inner.index, 1);
             return;
         }
         let buf = state.current.as_mut().expect("make_room leaves a buffer");
         let before = (buf.as_ptr(), buf.capacity());
-        format::write_line(inner.format, buf, e, &mut state.clock);
+        format::write_line(&inner.format, buf, e, &mut state.clock);
         debug_assert_eq!(before, (buf.as_ptr(), buf.capacity()), "the buffer grew");
         state.lines += 1;
     }

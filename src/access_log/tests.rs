@@ -73,7 +73,7 @@ fn lines_are_batched_until_the_buffer_is_full() {
     let h = harness(Format::Combined, BUFFERS_PER_SHARD);
     let e = example_entry();
     let want = line(Format::Combined, &e);
-    let per_buffer = lines_per_buffer(want.len(), format::max_line_len(Format::Combined, &e));
+    let per_buffer = lines_per_buffer(want.len(), format::max_line_len(&Format::Combined, &e));
     assert!(per_buffer > 100, "{per_buffer}");
 
     for i in 0..per_buffer {
@@ -89,7 +89,7 @@ fn lines_are_batched_until_the_buffer_is_full() {
     h.log.log(&e);
     let batch = h.rx.try_recv().expect("handed over when full");
     assert_eq!(batch.lines, per_buffer as u64);
-    assert!(batch.buf.len() > BUFFER_CAPACITY - format::max_line_len(Format::Combined, &e));
+    assert!(batch.buf.len() > BUFFER_CAPACITY - format::max_line_len(&Format::Combined, &e));
     check_batch(&batch, &want);
     assert_eq!(h.current_lines(), 1);
     assert!(h.rx.try_recv().is_err());
@@ -172,7 +172,7 @@ fn a_stuck_writer_makes_lines_dropped_not_queued() {
     let e = example_entry();
     let per_buffer = lines_per_buffer(
         line(Format::Combined, &e).len(),
-        format::max_line_len(Format::Combined, &e),
+        format::max_line_len(&Format::Combined, &e),
     ) as u64;
     let total = 10 * per_buffer;
     for _ in 0..total {
@@ -210,7 +210,7 @@ fn a_full_queue_keeps_the_current_buffer_and_drops_new_lines() {
     let h = harness(Format::Json, 1);
     let e = bare_entry();
     let want = line(Format::Json, &e);
-    let per_buffer = lines_per_buffer(want.len(), format::max_line_len(Format::Json, &e)) as u64;
+    let per_buffer = lines_per_buffer(want.len(), format::max_line_len(&Format::Json, &e)) as u64;
     let total = 3 * per_buffer;
     for _ in 0..total {
         h.log.log(&e);
@@ -256,7 +256,7 @@ fn final_flush_waits_for_a_slow_writer() {
     let e = example_entry();
     let per_buffer = lines_per_buffer(
         line(Format::Combined, &e).len(),
-        format::max_line_len(Format::Combined, &e),
+        format::max_line_len(&Format::Combined, &e),
     ) as u64;
     // One buffer queued, a second one partly filled.
     for _ in 0..per_buffer + 10 {
@@ -281,7 +281,7 @@ fn final_flush_gives_up_on_a_stuck_writer() {
     let e = example_entry();
     let per_buffer = lines_per_buffer(
         line(Format::Combined, &e).len(),
-        format::max_line_len(Format::Combined, &e),
+        format::max_line_len(&Format::Combined, &e),
     ) as u64;
     for _ in 0..per_buffer + 10 {
         h.log.log(&e);
@@ -340,7 +340,7 @@ fn file_sink_batches_writes() {
     let sink = Sink::open(&Destination::File(path.clone()), Format::Combined, 1).unwrap();
     let e = example_entry();
     let want = line(Format::Combined, &e);
-    let per_buffer = lines_per_buffer(want.len(), format::max_line_len(Format::Combined, &e));
+    let per_buffer = lines_per_buffer(want.len(), format::max_line_len(&Format::Combined, &e));
     const LINES: usize = 20_000;
     let writer = sink.shard_logger(0);
     std::thread::scope(|s| {

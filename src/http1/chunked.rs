@@ -55,16 +55,23 @@ pub enum ChunkError {
     TrailersTooLarge,
 }
 
-impl std::fmt::Display for ChunkError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl ChunkError {
+    /// A short reason, for logs and for the body of the 400 it causes.
+    pub fn reason(self) -> &'static str {
+        match self {
             ChunkError::BadSizeLine => "invalid chunk size line",
             ChunkError::SizeOverflow => "chunk size too large",
             ChunkError::LineTooLong => "chunk size line too long",
             ChunkError::MissingCrlfAfterData => "missing CRLF after chunk data",
             ChunkError::BadTrailer => "invalid trailer field",
             ChunkError::TrailersTooLarge => "trailer section too large",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for ChunkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.reason())
     }
 }
 

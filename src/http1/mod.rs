@@ -38,7 +38,9 @@ pub use local::{encode_options_response, encode_trace_response};
 pub use request::{parse_request, Method, RequestBody, RequestError, RequestHead, Version};
 pub use response::{parse_response, ResponseBody, ResponseError, ResponseHead};
 pub use span::{HeaderSpan, Span};
-pub use status::{error_response, error_response_with, reason_phrase, CONTINUE_100};
+pub use status::{
+    error_response, error_response_because, error_response_with, reason_phrase, CONTINUE_100,
+};
 pub use syntax::is_tchar;
 pub use target::TargetPrefix;
 pub use version::normalize_request_version;

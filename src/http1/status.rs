@@ -85,9 +85,32 @@ pub fn error_response_with(
     extra: &[u8],
     out: &mut Vec<u8>,
 ) {
+    error_response_because(status, close, head_request, extra, "", out)
+}
+
+/// [`error_response_with`] whose body also names why: `"400 Bad Request: <because>\n"`, so
+/// a client (or its developer) sees what to fix without the proxy's debug log. `because`
+/// must be one line of plain text: it is one of the codec's fixed reason strings, never
+/// anything the client sent.
+pub fn error_response_because(
+    status: u16,
+    close: bool,
+    head_request: bool,
+    extra: &[u8],
+    because: &str,
+    out: &mut Vec<u8>,
+) {
+    debug_assert!(!because.contains(['\r', '\n']));
     let reason = reason_phrase(status);
-    // "<status> <reason>\n", or "<status>\n" for a code without a phrase.
-    let body_len = decimal_len(status) + usize::from(!reason.is_empty()) + reason.len() + 1;
+    // "<status> <reason>\n", or "<status>\n" for a code without a phrase; ": <because>"
+    // before the newline when there is one.
+    let because_len = if because.is_empty() {
+        0
+    } else {
+        2 + because.len()
+    };
+    let body_len =
+        decimal_len(status) + usize::from(!reason.is_empty()) + reason.len() + because_len + 1;
     // Writes into a Vec cannot fail.
     let _ = write!(
         out,
@@ -106,6 +129,10 @@ pub fn error_response_with(
     if !reason.is_empty() {
         out.push(b' ');
         out.extend_from_slice(reason.as_bytes());
+    }
+    if !because.is_empty() {
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(because.as_bytes());
     }
     out.push(b'\n');
 }
@@ -161,6 +188,28 @@ mod tests {
             without_date(&out),
             "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 16\r\n\
              Connection: close\r\n\r\n502 Bad Gateway\n"
+        );
+    }
+
+    #[test]
+    fn error_response_names_its_reason() {
+        let mut out = Vec::new();
+        error_response_because(
+            400,
+            true,
+            false,
+            b"",
+            "both Transfer-Encoding and Content-Length",
+            &mut out,
+        );
+        assert_eq!(
+            without_date(&out),
+            "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 59\r\n\
+             Connection: close\r\n\r\n400 Bad Request: both Transfer-Encoding and Content-Length\n"
+        );
+        assert_eq!(
+            "400 Bad Request: both Transfer-Encoding and Content-Length\n".len(),
+            59
         );
     }
 

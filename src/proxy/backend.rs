@@ -69,7 +69,7 @@ pub async fn connect<'s>(
                 });
             }
             Err(e) => {
-                log::warn!("backend {addr}: connect failed: {e}");
+                super::connect_warnings::connect_failed(addr, &e);
                 shard.stats.inc(&shard.stats.backend_connect_errors);
                 let now = Instant::now();
                 group.balancer.mark_down(backend, now);

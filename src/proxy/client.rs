@@ -16,8 +16,8 @@ use super::exchange::{answer_locally, exchange, Next};
 use super::peer::Peer;
 use super::shard::{Current, Scratch, Shard};
 use crate::http1::{
-    error_response_with, normalize_request_version, parse_request, ForwardInfo, Method,
-    RequestError,
+    error_response_because, error_response_with, normalize_request_version, parse_request,
+    reason_phrase, ForwardInfo, Method, RequestError,
 };
 use crate::proxy_protocol::{self, Header, Parsed};
 
@@ -70,9 +70,9 @@ fn serve_peer(
                     shard.stats.count_error(&e);
                     error_response_with(429, true, false, b"", &mut s.out);
                     let _ = client.send(&mut s.out).await;
-                    s.log.begin_unparsed();
+                    s.log.begin_unparsed(false, b"");
                     s.log.status = 429;
-                    s.log.bytes = s.out.len() as u64;
+                    s.log.sent_local(&s.out);
                     s.log.emit(&shard.access_log, client_ip);
                     return;
                 }
@@ -118,7 +118,8 @@ fn serve_peer(
                 Err(e) => {
                     // A head that could not be parsed is still a request to log, with "-" for
                     // what could not be read.
-                    s.log.begin_unparsed();
+                    s.log
+                        .begin_unparsed(shard.access_log.enabled(), client.buffered());
                     Err(e)
                 }
             };
@@ -148,9 +149,13 @@ fn serve_peer(
                 let head_request = s.req.method == Method::Head;
                 s.norm.clear();
                 e.extra_headers(&mut s.norm);
-                error_response_with(status, true, head_request, &s.norm, &mut s.out);
+                let because = e.reason().unwrap_or("");
+                if !because.is_empty() {
+                    log::info!("{client_ip}: {status} {}: {because}", reason_phrase(status));
+                }
+                error_response_because(status, true, head_request, &s.norm, because, &mut s.out);
                 let _ = client.send(&mut s.out).await;
-                s.log.bytes += s.out.len() as u64;
+                s.log.sent_local(&s.out);
             }
             if !e.response_started {
                 // nginx's 499: the client went away before an answer.

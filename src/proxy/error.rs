@@ -123,6 +123,17 @@ impl ProxyError {
         })
     }
 
+    /// Why the request was refused, in the codec's own words, when the status alone does not
+    /// say (400, 501): sent as the response body and logged at info level.
+    pub fn reason(&self) -> Option<&'static str> {
+        match &self.kind {
+            ErrorKind::BadRequest(RequestError::BadRequest(r))
+            | ErrorKind::BadRequest(RequestError::NotImplemented(r)) => Some(r),
+            ErrorKind::BadRequestBody(c) => Some(c.reason()),
+            _ => None,
+        }
+    }
+
     /// Header lines the error response must carry besides the usual ones.
     pub fn extra_headers(&self, out: &mut Vec<u8>) {
         match &self.kind {

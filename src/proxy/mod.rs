@@ -13,6 +13,7 @@ mod backend;
 mod balancer;
 mod body;
 mod client;
+pub mod connect_warnings;
 mod error;
 mod exchange;
 mod forward;

@@ -144,6 +144,8 @@ pub async fn relay(
     );
     backend.peer.consume(s.resp.head_len);
     s.log.status = s.resp.status;
+    // The head goes out first, with the body's first bytes.
+    let head_bytes = s.out.len() as u64;
     let backend_reusable = s.resp.keep_alive && !early_answer;
     let mut out = Outbox::new(&mut client.conn, &mut s.out);
     let relayed = transfer(
@@ -158,6 +160,7 @@ pub async fn relay(
     .await;
     let response_started = out.wrote;
     s.log.bytes = out.sent;
+    s.log.head_bytes = head_bytes.min(out.sent);
     s.log.upstream_time = s.log.upstream_started.map(|t| t.elapsed());
     if let Err(err) = relayed {
         // The head goes out with the first body bytes: if nothing was written yet, nothing
@@ -200,7 +203,7 @@ pub async fn answer_locally(
         encode_options_response(&s.req, keep_alive, &mut s.out);
     }
     s.log.status = 200;
-    s.log.bytes = s.out.len() as u64;
+    s.log.sent_local(&s.out);
     client.consume(s.req.head_len);
     client
         .send(&mut s.out)

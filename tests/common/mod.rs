@@ -148,7 +148,15 @@ impl Corelay {
         c
     }
 
+    /// Unless `args` say otherwise, with `--backend-probe=false`: the start-up probe's
+    /// connection would be one more accepted connection for every scripted [`Backend`] and
+    /// every count of backend connections (tests/backend_warnings.rs turns it on).
     pub fn start_with_args(args: &[String]) -> Corelay {
+        let mut args = args.to_vec();
+        if !args.iter().any(|a| a.starts_with("--backend-probe")) {
+            args.push("--backend-probe=false".into());
+        }
+        let args = &args[..];
         let mut child = Command::new(corelay_bin())
             .args(args)
             .stdin(Stdio::null())
