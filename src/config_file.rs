@@ -87,7 +87,7 @@ flag_keys!(
 );
 
 /// The keys of a group and of a route (checked by [`unknown_keys`]).
-const GROUP_KEYS: &[&str] = &["backends", "balance"];
+const GROUP_KEYS: &[&str] = &["backends", "balance", "health_check"];
 const ROUTE_KEYS: &[&str] = &[
     "host",
     "path",
@@ -96,6 +96,7 @@ const ROUTE_KEYS: &[&str] = &[
     "replace_prefix",
     "auth",
     "keep_credentials",
+    "upgrade",
 ];
 /// The top-level keys that are not flags.
 const TABLE_KEYS: &[&str] = &["backends", "groups", "routes"];
