@@ -76,6 +76,7 @@ flag_keys!(
     max_connections_per_core,
     max_connections_per_client,
     client_max_body_size,
+    request_id,
 );
 
 #[derive(Deserialize)]

@@ -138,6 +138,8 @@ pub struct Entry<'a> {
     pub upstream_time: Option<Duration>,
     /// From the first byte of the request to the last byte of the response.
     pub request_time: Duration,
+    /// The request's `X-Request-Id` (visible ASCII, at most `MAX_REQUEST_ID` bytes).
+    pub request_id: &'a [u8],
 }
 
 /// A buffer of whole lines on its way to the writer.

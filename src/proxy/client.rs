@@ -15,11 +15,13 @@ use shards::Conn;
 use super::error::{ErrorKind, ProxyError};
 use super::exchange::{answer_locally, exchange, Next};
 use super::peer::Peer;
+use super::request_id::{self, RequestId};
 use super::shard::{Scratch, Shard};
 use crate::http1::{
     error_response_with, normalize_request_version, parse_request, ForwardInfo, Method,
     RequestError,
 };
+use crate::metrics::{Failure, Source};
 use crate::proxy_protocol::{self, Header, Parsed};
 
 /// Serves one client connection until it closes, fails, times out or the shard drains.
@@ -66,12 +68,14 @@ fn serve_peer(
                 None => {
                     let e = ProxyError::new(ErrorKind::TooManyConnections);
                     shard.stats.count_error(&e);
-                    error_response_with(429, true, false, b"", &mut s.out);
-                    let _ = client.send(&mut s.out).await;
                     s.log.begin_unparsed();
+                    shard.request_ids.generate(&mut s.request_id);
+                    request_id_field(&s.request_id, &mut s.norm);
+                    error_response_with(429, true, false, &s.norm, &mut s.out);
+                    let _ = client.send(&mut s.out).await;
                     s.log.status = 429;
                     s.log.bytes = s.out.len() as u64;
-                    s.log.emit(&shard.access_log, client_ip);
+                    s.log.finish(&shard, client_ip, s.request_id.as_bytes());
                     return;
                 }
             }
@@ -91,9 +95,11 @@ fn serve_peer(
             first = false;
             let result = match head {
                 Ok(true) => {
-                    shard.stats.inc(&shard.stats.requests);
                     s.log
                         .begin(shard.access_log.enabled(), client.buffered(), &s.req);
+                    shard
+                        .request_ids
+                        .assign(client.buffered(), &s.req, &mut s.request_id);
                     if s.req.answer_locally() {
                         answer_locally(&shard, &mut client, &mut s).await
                     } else {
@@ -103,15 +109,16 @@ fn serve_peer(
                 Ok(false) => return,
                 Err(e) => {
                     // A head that could not be parsed is still a request to log, with "-" for
-                    // what could not be read.
+                    // what could not be read, and to answer with an ID of its own.
                     s.log.begin_unparsed();
+                    shard.request_ids.generate(&mut s.request_id);
                     Err(e)
                 }
             };
             let e = match result {
                 Ok(next) => {
                     // Log phase: one line per request, answered or not.
-                    s.log.emit(&shard.access_log, client_ip);
+                    s.log.finish(&shard, client_ip, s.request_id.as_bytes());
                     match next {
                         Next::KeepAlive => continue,
                         Next::Close => return,
@@ -120,6 +127,9 @@ fn serve_peer(
                 Err(e) => e,
             };
             shard.stats.count_error(&e);
+            if let (Some(f), Some(b)) = (Failure::of(&e), s.log.backend) {
+                shard.stats.backend_failure(b, f);
+            }
             log::debug!("{peer_addr}: {e}");
             if e.response_started {
                 // A clean close could pass for the end of a close-delimited body: a reset
@@ -132,7 +142,7 @@ fn serve_peer(
                 // failed request once its request line was parsed; before that,
                 // parse_request cleared it and the method is not Head.
                 let head_request = s.req.method == Method::Head;
-                s.norm.clear();
+                request_id_field(&s.request_id, &mut s.norm);
                 e.extra_headers(&mut s.norm);
                 error_response_with(status, true, head_request, &s.norm, &mut s.out);
                 let _ = client.send(&mut s.out).await;
@@ -141,11 +151,21 @@ fn serve_peer(
             if !e.response_started {
                 // nginx's 499: the client went away before an answer.
                 s.log.status = e.status().unwrap_or(499);
+                s.log.source = Source::Proxy;
             }
-            s.log.emit(&shard.access_log, client_ip);
+            s.log.finish(&shard, client_ip, s.request_id.as_bytes());
             return;
         }
     }
+}
+
+/// Starts `out` with the `X-Request-Id` line of a response corelay makes itself.
+fn request_id_field(id: &RequestId, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(request_id::HEADER);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 /// The decode phase. Ok(true): a request head is parsed into `s.req` and sits at the front

@@ -1,4 +1,4 @@
-//! The log phase: what one request leaves in the access log.
+//! The log phase: what one request leaves in the metrics and the access log.
 //!
 //! The parts of the request head the log line needs are copied when the head is parsed
 //! (only when the log is on), because the head's bytes in the client buffer are reused by the
@@ -9,8 +9,10 @@ use std::ops::Range;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::access_log::{Entry, ShardLog};
+use super::shard::Shard;
+use crate::access_log::Entry;
 use crate::http1::{RequestHead, Version};
+use crate::metrics::Source;
 
 #[derive(Default)]
 pub struct Record {
@@ -28,6 +30,12 @@ pub struct Record {
     pub upstream_started: Option<Instant>,
     pub upstream_time: Option<Duration>,
     pub user: Option<Rc<str>>,
+    /// The route that took the request (its index), if one did.
+    pub route: Option<usize>,
+    /// Who produced `status`: set to the backend when its head is relayed.
+    pub source: Source,
+    /// The backend's metrics slot, once a connection to one was had.
+    pub backend: Option<usize>,
 }
 
 impl Record {
@@ -39,6 +47,9 @@ impl Record {
         self.upstream_started = None;
         self.upstream_time = None;
         self.user = None;
+        self.route = None;
+        self.source = Source::Proxy;
+        self.backend = None;
         self.started = Some(Instant::now());
         self.version = Some(req.version);
         if !enabled {
@@ -67,6 +78,9 @@ impl Record {
         self.upstream = None;
         self.upstream_time = None;
         self.user = None;
+        self.route = None;
+        self.source = Source::Proxy;
+        self.backend = None;
         self.started = Some(Instant::now());
         self.version = None;
         self.head.clear();
@@ -76,11 +90,17 @@ impl Record {
         self.user_agent = None;
     }
 
-    /// Writes the line, if the log is on and a request was begun.
-    pub fn emit(&mut self, log: &ShardLog, client: IpAddr) {
+    /// Ends the request, if one was begun: counts it in the shard's metrics and writes its
+    /// line if the log is on. The one clock read here serves both.
+    pub fn finish(&mut self, shard: &Shard, client: IpAddr, request_id: &[u8]) {
         let Some(started) = self.started.take() else {
             return;
         };
+        let took = started.elapsed();
+        let stats = &shard.stats;
+        let route = self.route.unwrap_or_else(|| stats.layout.no_route());
+        stats.request_done(route, self.status, self.source, took);
+        let log = &shard.access_log;
         if !log.enabled() {
             return;
         }
@@ -101,7 +121,8 @@ impl Record {
             user_agent: part(&self.user_agent),
             upstream: self.upstream,
             upstream_time: self.upstream_time,
-            request_time: started.elapsed(),
+            request_time: took,
+            request_id,
         });
     }
 }

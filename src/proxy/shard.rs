@@ -11,12 +11,13 @@ use super::admission::{self, Admission};
 use super::balancer::Balancer;
 use super::peer;
 use super::pool::Pool;
+use super::request_id::{Generator, RequestId};
 use super::{client, log_record};
 use crate::access_log::{ShardLog, ShardLogWriter};
 use crate::auth::Authorizer;
 use crate::config::Config;
 use crate::http1::{ChunkedDecoder, Limits, RequestHead, ResponseHead, MAX_TRAILER_BYTES};
-use crate::metrics::ProxyStats;
+use crate::metrics::{BackendGauges, ProxyStats};
 use crate::relay::Relay;
 use crate::route::{Route, RouteTable};
 
@@ -38,6 +39,7 @@ pub struct Shard {
     /// The shard's network engine: every socket, buffer and deadline of its connections.
     pub engine: shards::Engine,
     pub stats: Arc<ProxyStats>,
+    pub request_ids: Generator,
     pub shutdown: shards::Shutdown,
     /// Host sent to backends for HTTP/1.0 requests that carry none.
     pub default_host: String,
@@ -50,6 +52,8 @@ pub struct Shard {
 pub struct GroupState {
     pub balancer: Balancer,
     pub pool: Pool,
+    /// Its backends' slots in the shard's metrics.
+    pub gauges: BackendGauges,
 }
 
 impl Shard {
@@ -63,13 +67,24 @@ impl Shard {
         let groups = config
             .groups
             .iter()
-            .map(|g| GroupState {
-                balancer: Balancer::new(g.backends.clone(), config.backend_retry_backoff, g.policy),
-                pool: Pool::new(
-                    g.backends.len(),
-                    config.backend_max_idle,
-                    config.backend_idle_timeout,
-                ),
+            .enumerate()
+            .map(|(i, g)| {
+                let gauges = BackendGauges::new(stats.clone(), i);
+                GroupState {
+                    balancer: Balancer::new(
+                        g.backends.clone(),
+                        config.backend_retry_backoff,
+                        g.policy,
+                        gauges.clone(),
+                    ),
+                    pool: Pool::new(
+                        g.backends.len(),
+                        config.backend_max_idle,
+                        config.backend_idle_timeout,
+                        gauges.clone(),
+                    ),
+                    gauges,
+                }
             })
             .collect();
         let routes = RouteTable::new(
@@ -101,14 +116,16 @@ impl Shard {
             authorizers,
             clients: Default::default(),
             access_log,
-            admission: Admission::new(
+            admission: Admission::publishing(
                 config.max_requests_per_core,
                 config.queue_size,
                 config.queue_timeout,
+                Some(stats.clone()),
             ),
             relay,
             engine: ctx.engine.clone(),
             stats,
+            request_ids: Generator::new(config.request_id, ctx.index),
             shutdown: ctx.shutdown.clone(),
             default_host: first.to_string(),
             head_buffer_max: config.limits.max_header_bytes.max(MAX_TRAILER_BYTES + 1024),
@@ -138,12 +155,9 @@ impl Shard {
                 return;
             }
             let now = Instant::now();
-            let mut idle = 0;
             for g in &self.groups {
                 g.pool.sweep(now);
-                idle += g.pool.idle_count();
             }
-            self.stats.set(&self.stats.backend_idle, idle as u64);
         }
     }
 }
@@ -161,6 +175,8 @@ pub struct Scratch {
     pub norm: Vec<u8>,
     /// What the log phase writes for the current request.
     pub log: log_record::Record,
+    /// The current request's `X-Request-Id`.
+    pub request_id: RequestId,
 }
 
 impl Scratch {
@@ -181,6 +197,7 @@ impl Scratch {
             target: Vec::new(),
             norm: Vec::new(),
             log: Default::default(),
+            request_id: RequestId::default(),
         }
     }
 }
