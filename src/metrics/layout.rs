@@ -112,6 +112,7 @@ impl Layout {
 
     /// A layout of one group of `n` backends and no route, for unit tests of the parts that
     /// publish per-backend gauges.
+    #[cfg(test)]
     pub fn for_backends(n: usize) -> Layout {
         Layout {
             routes: vec!["route=\"-\",group=\"-\"".to_string()],

@@ -213,6 +213,7 @@ impl BackendGauges {
     }
 
     /// Gauges of their own, for unit tests.
+    #[cfg(test)]
     pub fn detached(backends: usize) -> BackendGauges {
         let stats = Arc::new(ProxyStats::new(Arc::new(Layout::for_backends(backends))));
         BackendGauges { stats, base: 0 }

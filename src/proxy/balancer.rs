@@ -173,6 +173,18 @@ mod tests {
     }
 
     #[test]
+    fn in_flight_counts_are_the_published_gauges() {
+        let b = balancer(2, Policy::LeastRequests);
+        let a = b.start(1);
+        let c = b.start(1);
+        assert_eq!((b.in_flight.in_flight(0), b.in_flight.in_flight(1)), (0, 2));
+        drop(a);
+        assert_eq!(b.in_flight.in_flight(1), 1);
+        drop(c);
+        assert_eq!(b.in_flight.in_flight(1), 0);
+    }
+
+    #[test]
     fn down_backends_go_last_until_backoff_ends() {
         let b = balancer(2, Policy::RoundRobin);
         let now = Instant::now();

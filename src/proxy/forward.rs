@@ -94,7 +94,11 @@ pub async fn send<'s>(
         };
         match result {
             Ok(()) => {
-                shard.stats.head_time(slot, sent_at.elapsed());
+                // The loop turn's time is when the head's bytes were reaped: no clock read.
+                let head_at = shard.engine.now();
+                shard
+                    .stats
+                    .head_time(slot, head_at.saturating_duration_since(sent_at));
                 return Ok(Forwarded {
                     backend: conn,
                     early_answer,
