@@ -255,3 +255,52 @@ fn admission_gauges_follow_requests() {
             && sum(&t, "corelay_backend_in_flight", &[]) == 0.0
     });
 }
+
+/// Two shards count separately and the scrape merges them: one series per label set, whose
+/// value is the sum, while the per-shard series keep their shard label.
+#[test]
+fn shards_are_merged_in_the_scrape() {
+    let backend = Backend::ok(b"ok");
+    let cr = Corelay::start_with_metrics(&[backend.addr], &["--cores", "2"]);
+    let m = cr.metrics_addr.unwrap();
+    const N: usize = 40;
+    for i in 0..N {
+        let addr = cr.shard_addrs[i % cr.shard_addrs.len()];
+        assert_eq!(Client::connect(addr).roundtrip(&get_close("/")).status, 200);
+    }
+    let mut text = String::new();
+    eventually(Duration::from_secs(5), "every request counted", || {
+        text = scrape_metrics(m);
+        metric_sum(&text, "corelay_requests_total") == N as f64
+    });
+    let ok = [
+        "route=\"*/\"",
+        "group=\"default\"",
+        "code=\"2xx\"",
+        "source=\"backend\"",
+    ];
+    assert_eq!(value(&text, "corelay_requests_total", &ok), N as f64);
+    assert_eq!(
+        histogram_count(
+            &text,
+            "corelay_request_duration_seconds",
+            &["route=\"*/\"", "group=\"default\""]
+        ),
+        N as f64
+    );
+    let b = format!("backend=\"{}\"", backend.addr);
+    assert_eq!(
+        value(
+            &text,
+            "corelay_backend_requests_total",
+            &["group=\"default\"", &b]
+        ),
+        N as f64
+    );
+    // Both shards took connections (by the kernel's spread; 2^-39 that one got all 40), and
+    // their own counters stay apart.
+    let accepted = metric_samples(&text, "corelay_connections_accepted_total");
+    assert_eq!(accepted.len(), 2, "{accepted:?}");
+    assert!(accepted.iter().all(|(_, v)| *v > 0.0), "{accepted:?}");
+    assert_eq!(accepted.iter().map(|(_, v)| v).sum::<f64>(), N as f64);
+}
