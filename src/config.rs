@@ -220,6 +220,19 @@ pub struct Args {
     /// is read (0: no limit).
     #[arg(long, value_name = "SIZE", default_value = "0", value_parser = parse_size_or_zero)]
     pub client_max_body_size: usize,
+
+    /// What to do with a client's valid `X-Request-Id` (1 to 128 visible ASCII characters):
+    /// `generate` replaces it with corelay's own, `keep` forwards it. An invalid one is always
+    /// replaced.
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = RequestIdMode::Generate)]
+    pub request_id: RequestIdMode,
+}
+
+/// `--request-id`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestIdMode {
+    Generate,
+    Keep,
 }
 
 /// `--access-log-format`: parsed (a template into its pieces) once, here.
@@ -265,6 +278,7 @@ pub struct Config {
     pub max_connections_per_client: usize,
     /// 0: no limit.
     pub client_max_body_size: u64,
+    pub request_id: RequestIdMode,
     /// Backend groups; a request is routed to one of them. In command-line mode there is one,
     /// `default`, made of the `--backend` list.
     pub groups: Vec<Group>,
@@ -460,6 +474,7 @@ impl Config {
             max_connections_per_core: args.max_connections_per_core,
             max_connections_per_client: args.max_connections_per_client,
             client_max_body_size: args.client_max_body_size as u64,
+            request_id: args.request_id,
             groups,
             routes,
         })

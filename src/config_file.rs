@@ -84,6 +84,7 @@ flag_keys!(
     max_connections_per_core,
     max_connections_per_client,
     client_max_body_size,
+    request_id,
 );
 
 /// The keys of a group and of a route (checked by [`unknown_keys`]).

@@ -52,10 +52,11 @@ pub fn engine_config(config: &Config) -> shards::EngineConfig {
 /// Binds every listener and starts one shard per configured CPU.
 pub fn run(config: Config) -> std::io::Result<Running> {
     let config = Arc::new(config);
-    let proxy_stats: Vec<Arc<metrics::ProxyStats>> = config
+    let layout = Arc::new(metrics::Layout::new(&config));
+    let proxy_stats: Vec<Arc<metrics::StatsSlot>> = config
         .cpus
         .iter()
-        .map(|_| Arc::new(metrics::ProxyStats::default()))
+        .map(|_| metrics::StatsSlot::new(Arc::new(metrics::ProxyStats::new(layout.clone()))))
         .collect();
     // Bound before the shards start, so a taken port fails start-up instead of a thread.
     let metrics_listener =
@@ -112,9 +113,10 @@ pub fn run(config: Config) -> std::io::Result<Running> {
                     proxy: proxy_stats[s.index].clone(),
                     relay: s.gauges.clone(),
                     engine: s.engine.clone(),
+                    access_log: access_log.clone(),
                 })
                 .collect();
-            metrics::spawn(listener, shards)?;
+            metrics::spawn(listener, shards, server.shutdown_handle())?;
             Some(addr)
         }
         None => None,

@@ -54,7 +54,7 @@ fn lines_of(text: &str) -> Vec<&str> {
 
 /// One parsed combined line:
 /// `client - user [dd/Mon/yyyy:hh:mm:ss +0000] "request" status bytes "referer" "ua"
-///  upstream=.. upstream_time=.. request_time=..`
+///  upstream=.. upstream_time=.. request_time=.. request_id=..`
 #[derive(Debug, Clone)]
 struct Combined {
     client: String,
@@ -69,6 +69,7 @@ struct Combined {
     upstream: String,
     upstream_time: Option<f64>,
     request_time: f64,
+    request_id: String,
 }
 
 impl Combined {
@@ -209,7 +210,11 @@ fn parse_combined(line: &str) -> Result<Combined, String> {
         "-" => None,
         t => Some(parse_secs(t)?),
     };
-    let request_time = parse_secs(rest)?;
+    let (request_time, request_id) = until(rest, " request_id=")?;
+    let request_time = parse_secs(request_time)?;
+    if request_id.is_empty() || !request_id.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+        return Err(format!("bad request_id {request_id:?}"));
+    }
     Ok(Combined {
         client: client.to_string(),
         user: user.to_string(),
@@ -222,6 +227,7 @@ fn parse_combined(line: &str) -> Result<Combined, String> {
         upstream: upstream.to_string(),
         upstream_time,
         request_time,
+        request_id: request_id.to_string(),
     })
 }
 
@@ -489,7 +495,7 @@ impl<'a> JsonParser<'a> {
     }
 }
 
-const JSON_KEYS: [&str; 13] = [
+const JSON_KEYS: [&str; 14] = [
     "time",
     "client",
     "user",
@@ -503,6 +509,7 @@ const JSON_KEYS: [&str; 13] = [
     "upstream",
     "upstream_time",
     "request_time",
+    "request_id",
 ];
 
 /// Parses a JSON access-log line and checks its structure: exactly [`JSON_KEYS`], in order,
@@ -542,6 +549,9 @@ fn parse_json_line(line: &str) -> Result<Json, String> {
             ("upstream", Json::Null) => true,
             ("upstream_time", Json::Null) => true,
             ("upstream_time" | "request_time", Json::Num(n)) => *n >= 0.0,
+            ("request_id", Json::Str(id)) => {
+                !id.is_empty() && id.bytes().all(|b| (0x21..0x7f).contains(&b))
+            }
             _ => false,
         };
         if !ok {
@@ -578,15 +588,17 @@ fn json_validator_self_check() {
 
 #[test]
 fn combined_parser_self_check() {
-    let l = r#"127.0.0.1 - - [10/Oct/2000:13:55:36 +0000] "GET /a HTTP/1.1" 200 12 "-" "ua\x22x" upstream=127.0.0.1:9 upstream_time=0.001 request_time=0.002"#;
+    let l = r#"127.0.0.1 - - [10/Oct/2000:13:55:36 +0000] "GET /a HTTP/1.1" 200 12 "-" "ua\x22x" upstream=127.0.0.1:9 upstream_time=0.001 request_time=0.002 request_id=abc-1"#;
     let c = parse_combined(l).unwrap();
     assert_eq!(c.time, 971186136);
     assert_eq!((c.status, c.bytes, c.target()), (200, 12, "/a"));
+    assert_eq!(c.request_id, "abc-1");
     for bad in [
-        r#"127.0.0.1 - - [10/Oct/2000:13:55:36 +0000] "GET /a" b" HTTP/1.1" 200 12 "-" "-" upstream=- upstream_time=- request_time=0.002"#,
-        r#"127.0.0.1 - - [10/Oct/2000:13:55:36 +0100] "GET / HTTP/1.1" 200 12 "-" "-" upstream=- upstream_time=- request_time=0.002"#,
-        r#"127.0.0.1 - - [10/Oct/2000:13:55:36 +0000] "GET / HTTP/1.1" 200 12 "-" "-" upstream=- upstream_time=- request_time=0.2"#,
-        r#"127.0.0.1 - - [10/Oct/2000:13:55:36 +0000] "GET / HTTP/1.1" 2000 12 "-" "-" upstream=- upstream_time=- request_time=0.002"#,
+        r#"127.0.0.1 - - [10/Oct/2000:13:55:36 +0000] "GET /a" b" HTTP/1.1" 200 12 "-" "-" upstream=- upstream_time=- request_time=0.002 request_id=x"#,
+        r#"127.0.0.1 - - [10/Oct/2000:13:55:36 +0100] "GET / HTTP/1.1" 200 12 "-" "-" upstream=- upstream_time=- request_time=0.002 request_id=x"#,
+        r#"127.0.0.1 - - [10/Oct/2000:13:55:36 +0000] "GET / HTTP/1.1" 200 12 "-" "-" upstream=- upstream_time=- request_time=0.2 request_id=x"#,
+        r#"127.0.0.1 - - [10/Oct/2000:13:55:36 +0000] "GET / HTTP/1.1" 2000 12 "-" "-" upstream=- upstream_time=- request_time=0.002 request_id=x"#,
+        r#"127.0.0.1 - - [10/Oct/2000:13:55:36 +0000] "GET / HTTP/1.1" 200 12 "-" "-" upstream=- upstream_time=- request_time=0.002"#,
     ] {
         assert!(parse_combined(bad).is_err(), "accepted {bad:?}");
     }

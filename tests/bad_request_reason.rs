@@ -7,17 +7,23 @@ use common::*;
 use std::time::Duration;
 
 /// The exact bytes of corelay's answer to `req` (sent on a fresh connection, read to EOF:
-/// the connection closes after a refused head), with the Date line taken out.
+/// the connection closes after a refused head), with the Date line and the generated
+/// X-Request-Id line taken out.
 fn answer(cr: &Corelay, req: &[u8]) -> String {
     let mut c = Client::connect(cr.addr);
     c.send(req);
     // A reset after the answer is fine (the kernel resets when unread request bytes are
     // left at close); the answer itself must have arrived whole.
     let bytes = c.wire.read_to_eof().unwrap_or_else(|(_, got)| got);
-    let text = String::from_utf8(bytes).unwrap();
-    let date = text.find("Date: ").expect("a Date line");
-    let end = date + text[date..].find("\r\n").unwrap() + 2;
-    format!("{}{}", &text[..date], &text[end..])
+    let mut text = String::from_utf8(bytes).unwrap();
+    for field in ["Date: ", "X-Request-Id: "] {
+        let at = text
+            .find(field)
+            .unwrap_or_else(|| panic!("no {field} line in {text:?}"));
+        let end = at + text[at..].find("\r\n").unwrap() + 2;
+        text = format!("{}{}", &text[..at], &text[end..]);
+    }
+    text
 }
 
 fn expected(status_line: &str, body: &str) -> String {

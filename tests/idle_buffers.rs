@@ -485,10 +485,16 @@ fn check_response(r: &Response, target: &str, what: &str) -> usize {
         .unwrap_or_else(|_| panic!("{what}: bad X-Conn in {raw:?}"));
     let dates = r.header_all("date");
     assert_eq!(dates.len(), 1, "{what}: Date in {raw:?}");
+    let ids = r.header_all("x-request-id");
+    assert!(
+        ids.len() == 1 && is_generated_request_id(ids[0]),
+        "{what}: X-Request-Id in {raw:?}"
+    );
     let expected = format!(
-        "HTTP/1.1 200 OK\r\nX-Conn: {conn}\r\nDate: {}\r\nVia: 1.1 corelay\r\nContent-Length: {}\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nX-Conn: {conn}\r\nDate: {}\r\nVia: 1.1 corelay\r\nContent-Length: {}\r\nX-Request-Id: {}\r\n\r\n",
         dates[0],
-        body.len()
+        body.len(),
+        ids[0]
     );
     assert_eq!(raw, expected, "{what}: response head");
     conn

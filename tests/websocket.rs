@@ -100,7 +100,17 @@ fn websocket_push_megabyte_messages_and_close_through_the_tunnel() {
             }
         }
     });
-    let c = Corelay::start_with_metrics(&[backend], &[]);
+    let log = std::env::temp_dir().join(format!("corelay-ws-log-{}", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let c = Corelay::start_with_metrics(
+        &[backend],
+        &[
+            "--access-log",
+            log.to_str().unwrap(),
+            "--access-log-format",
+            "json",
+        ],
+    );
     let mut ws = ws_connect(c.addr);
     assert_eq!(ws.read().unwrap(), Message::text("hello"));
     let up = pattern(1 << 20, 0x5a);
@@ -127,6 +137,24 @@ fn websocket_push_megabyte_messages_and_close_through_the_tunnel() {
     drop(ws);
     all_released(&c);
     assert_eq!(c.metric("corelay_tunnels_total"), 1.0);
+    // One line for the tunnel: the 101, the bytes each way after the handshake (the frames:
+    // 1 MiB up with its 14-byte masked header and a 6-byte close frame; hello, two 1 MiB binaries
+    // and a 2-byte close frame down), and how long it lasted.
+    let mut line = String::new();
+    eventually("the tunnel's log line", || {
+        line = std::fs::read_to_string(&log).unwrap_or_default();
+        line.contains("\"status\":101")
+    });
+    assert_eq!(line.lines().count(), 1, "{line}");
+    let num = |key: &str| -> u64 {
+        let at = line
+            .find(&format!("\"{key}\":"))
+            .unwrap_or_else(|| panic!("{key} in {line}"));
+        let rest = &line[at + key.len() + 3..];
+        rest[..rest.find([',', '}']).unwrap()].parse().unwrap()
+    };
+    assert_eq!(num("bytes_received"), (1 << 20) + 14 + 6);
+    assert_eq!(num("bytes"), 7 + 2 * ((1 << 20) + 10) + 2);
 }
 
 #[test]

@@ -43,6 +43,9 @@ pub(crate) const MAX_USER_BYTES: usize = 256;
 /// only keeps [`max_line_len`] a closed formula.
 pub(crate) const MAX_PROTOCOL_BYTES: usize = 16;
 
+/// Longest request ID logged: the longest corelay forwards.
+pub(crate) const MAX_REQUEST_ID_BYTES: usize = crate::proxy::MAX_REQUEST_ID;
+
 /// Marks a field cut at its limit. Inside the quotes/string, so the line still parses.
 const TRUNCATED: &[u8] = b"...";
 
@@ -66,7 +69,8 @@ pub(crate) const MAX_LINE_LEN: usize = FIXED_MAX
             + MAX_REFERER_BYTES
             + MAX_USER_AGENT_BYTES
             + MAX_USER_BYTES
-            + MAX_PROTOCOL_BYTES);
+            + MAX_PROTOCOL_BYTES
+            + MAX_REQUEST_ID_BYTES);
 
 /// The last second a 4-digit year can express: 9999-12-31T23:59:59Z. A clock beyond it is
 /// broken; we print this instead of an ill-formed date (as `http1::date` does).
@@ -199,7 +203,8 @@ pub(crate) fn max_line_len(format: &Format, e: &Entry) -> usize {
                 + e.user.map_or(0, |u| field(u.len(), MAX_USER_BYTES))
                 + e.referer.map_or(0, |r| field(r.len(), MAX_REFERER_BYTES))
                 + e.user_agent
-                    .map_or(0, |u| field(u.len(), MAX_USER_AGENT_BYTES)))
+                    .map_or(0, |u| field(u.len(), MAX_USER_AGENT_BYTES))
+                + field(e.request_id.len(), MAX_REQUEST_ID_BYTES))
 }
 
 /// Appends `e` as one line ending in `\n` (the only LF in it). `out` should have
@@ -215,7 +220,8 @@ pub(crate) fn write_line(format: &Format, out: &mut Vec<u8>, e: &Entry, clock: &
 }
 
 /// `$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent
-/// "$http_referer" "$http_user_agent" upstream=.. upstream_time=.. request_time=..`
+/// "$http_referer" "$http_user_agent" upstream=.. upstream_time=.. request_time=..
+/// request_id=..`
 ///
 /// As in nginx, a missing or empty value prints as `-`.
 fn combined(out: &mut Vec<u8>, e: &Entry, clock: &Clock) {
@@ -250,6 +256,15 @@ fn combined(out: &mut Vec<u8>, e: &Entry, clock: &Clock) {
     }
     out.extend_from_slice(b" request_time=");
     push_secs(out, e.request_time);
+    if let Some(n) = e.bytes_received {
+        out.extend_from_slice(b" bytes_received=");
+        push_u64(out, n);
+    }
+    out.extend_from_slice(b" request_id=");
+    match e.request_id {
+        [] => out.push(b'-'),
+        id => combined_field(out, id, MAX_REQUEST_ID_BYTES, true),
+    }
     out.push(b'\n');
 }
 
@@ -314,7 +329,8 @@ pub(super) fn combined_field(out: &mut Vec<u8>, value: &[u8], max: usize, space:
 }
 
 /// `{"time":..,"client":..,"user":..,"method":..,"target":..,"protocol":..,"status":..,
-/// "bytes":..,"referer":..,"user_agent":..,"upstream":..,"upstream_time":..,"request_time":..}`
+/// "bytes":..,"referer":..,"user_agent":..,"upstream":..,"upstream_time":..,"request_time":..,
+/// "request_id":..}`
 ///
 /// Unlike combined, a missing value is `null` (and an empty one `""`), and times are numbers
 /// of seconds with millisecond precision.
@@ -357,6 +373,16 @@ fn json(out: &mut Vec<u8>, e: &Entry, clock: &Clock, millis: u32) {
     }
     out.extend_from_slice(b",\"request_time\":");
     push_secs(out, e.request_time);
+    if let Some(n) = e.bytes_received {
+        out.extend_from_slice(b",\"bytes_received\":");
+        push_u64(out, n);
+    }
+    out.extend_from_slice(b",\"request_id\":");
+    json_optional(
+        out,
+        Some(e.request_id).filter(|id| !id.is_empty()),
+        MAX_REQUEST_ID_BYTES,
+    );
     out.extend_from_slice(b"}\n");
 }
 
@@ -465,6 +491,8 @@ pub(crate) mod tests {
             upstream: Some("10.0.0.5:9000".parse().unwrap()),
             upstream_time: Some(Duration::from_micros(3_999)),
             request_time: Duration::from_micros(4_100),
+            request_id: b"3f2a-0001-00000000002a",
+            bytes_received: None,
         }
     }
 
@@ -484,6 +512,8 @@ pub(crate) mod tests {
             upstream: None,
             upstream_time: None,
             request_time: Duration::ZERO,
+            request_id: b"",
+            bytes_received: None,
         }
     }
 
@@ -633,7 +663,7 @@ pub(crate) mod tests {
     }
 
     /// The keys of a JSON line, in order.
-    pub(crate) const JSON_KEYS: [&str; 13] = [
+    pub(crate) const JSON_KEYS: [&str; 14] = [
         "time",
         "client",
         "user",
@@ -647,6 +677,7 @@ pub(crate) mod tests {
         "upstream",
         "upstream_time",
         "request_time",
+        "request_id",
     ];
 
     /// Checks one JSON log line (with its `\n`) and returns its fields.
@@ -702,7 +733,8 @@ pub(crate) mod tests {
             line(Format::Combined, &example_entry()),
             "127.0.0.1 - frank [10/Oct/2000:13:55:36 +0000] \"GET /apache_pb.gif?a=1&b=2 HTTP/1.1\" \
              200 2326 \"http://www.example.com/start.html\" \"Mozilla/4.08 [en] (Win98; I ;Nav)\" \
-             upstream=10.0.0.5:9000 upstream_time=0.003 request_time=0.004\n"
+             upstream=10.0.0.5:9000 upstream_time=0.003 request_time=0.004 \
+             request_id=3f2a-0001-00000000002a\n"
         );
     }
 
@@ -711,7 +743,7 @@ pub(crate) mod tests {
         assert_eq!(
             line(Format::Combined, &bare_entry()),
             "::1 - - [10/Oct/2000:13:55:36 +0000] \"POST / HTTP/1.0\" 502 0 \"-\" \"-\" \
-             upstream=- upstream_time=- request_time=0.000\n"
+             upstream=- upstream_time=- request_time=0.000 request_id=-\n"
         );
         // Empty values too, as nginx does; and an empty request line is "-".
         let e = Entry {
@@ -727,7 +759,7 @@ pub(crate) mod tests {
         assert_eq!(
             line(Format::Combined, &e),
             "::1 - - [10/Oct/2000:13:55:36 +0000] \"-\" 400 0 \"-\" \"-\" \
-             upstream=- upstream_time=- request_time=0.000\n"
+             upstream=- upstream_time=- request_time=0.000 request_id=-\n"
         );
         // A partial request line keeps what there is, without doubled spaces.
         let e = Entry {
@@ -746,7 +778,7 @@ pub(crate) mod tests {
              \"method\":\"GET\",\"target\":\"/apache_pb.gif?a=1&b=2\",\"protocol\":\"HTTP/1.1\",\
              \"status\":200,\"bytes\":2326,\"referer\":\"http://www.example.com/start.html\",\
              \"user_agent\":\"Mozilla/4.08 [en] (Win98; I ;Nav)\",\"upstream\":\"10.0.0.5:9000\",\
-             \"upstream_time\":0.003,\"request_time\":0.004}\n"
+             \"upstream_time\":0.003,\"request_time\":0.004,\"request_id\":\"3f2a-0001-00000000002a\"}\n"
         );
         check_json_line(&line(Format::Json, &example_entry()));
     }
@@ -759,7 +791,7 @@ pub(crate) mod tests {
             "{\"time\":\"2000-10-10T13:55:36.000Z\",\"client\":\"::1\",\"user\":null,\
              \"method\":\"POST\",\"target\":\"/\",\"protocol\":\"HTTP/1.0\",\"status\":502,\
              \"bytes\":0,\"referer\":null,\"user_agent\":null,\"upstream\":null,\
-             \"upstream_time\":null,\"request_time\":0.000}\n"
+             \"upstream_time\":null,\"request_time\":0.000,\"request_id\":null}\n"
         );
         check_json_line(&text);
         // Empty is not missing in JSON.
@@ -908,7 +940,10 @@ pub(crate) mod tests {
             assert!(c.bytes().all(|b| b == b'\n' || (0x20..0x7f).contains(&b)));
             // Exactly three quoted fields: request, referer, user agent.
             assert_eq!(c.matches('"').count(), 6, "{c}");
-            assert!(c.contains(" upstream=10.0.0.5:9000 upstream_time=0.003 request_time=0.004\n"));
+            assert!(c.contains(
+                " upstream=10.0.0.5:9000 upstream_time=0.003 request_time=0.004 \
+             request_id=3f2a-0001-00000000002a\n"
+            ));
 
             let j = line(Format::Json, &e);
             assert!(j.len() <= MAX_LINE_LEN);
@@ -978,6 +1013,8 @@ pub(crate) mod tests {
             request_time: Duration::MAX,
             time: UNIX_EPOCH + Duration::from_secs(MAX_SECS),
             protocol: "HTTP/1.1 AND A LONG TAIL",
+            request_id: &all,
+            bytes_received: None,
         };
         for format in [Format::Combined, Format::Json] {
             let n = line(format.clone(), &worst).len();
@@ -992,7 +1029,8 @@ pub(crate) mod tests {
                     + MAX_TARGET_BYTES
                     + MAX_REFERER_BYTES
                     + MAX_USER_AGENT_BYTES
-                    + MAX_USER_BYTES)
+                    + MAX_USER_BYTES
+                    + MAX_REQUEST_ID_BYTES)
             - MAX_PROTOCOL_BYTES;
         assert!(fixed < 400, "{fixed}");
     }

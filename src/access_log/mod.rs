@@ -153,6 +153,12 @@ pub struct Entry<'a> {
     /// From the complete request head (or the failed read of one) to the last byte of the
     /// response.
     pub request_time: Duration,
+    /// The request's `X-Request-Id` (visible ASCII, at most `MAX_REQUEST_ID` bytes).
+    pub request_id: &'a [u8],
+    /// For a tunnel (an upgraded connection): the bytes from the client through it. The
+    /// line then also says how long the tunnel lasted (`request_time`) and what went down
+    /// (`body_bytes_sent`).
+    pub bytes_received: Option<u64>,
 }
 
 /// A buffer of whole lines on its way to the writer.

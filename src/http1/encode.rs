@@ -49,8 +49,9 @@ pub enum OutFraming {
 
 /// Fields never copied from the client to the backend, beyond hop-by-hop:
 /// those we rewrite (Host, framing, Via, X-Forwarded-For), the one we handle
-/// ourselves (Expect: the proxy answers 100-continue), and the one a client
-/// could spoof (X-Forwarded-Proto).
+/// ourselves (Expect: the proxy answers 100-continue), the one a client
+/// could spoof (X-Forwarded-Proto), and X-Request-Id, which the proxy sets
+/// itself (keeping the client's when configured to) with [`add_field`].
 const REQUEST_REWRITTEN: &[&str] = &[
     "host",
     "transfer-encoding",
@@ -59,10 +60,23 @@ const REQUEST_REWRITTEN: &[&str] = &[
     "x-forwarded-proto",
     "x-forwarded-for",
     "via",
+    "x-request-id",
 ];
 
-/// Fields never copied from the backend to the client, beyond hop-by-hop.
-const RESPONSE_REWRITTEN: &[&str] = &["transfer-encoding", "content-length", "via"];
+/// Fields never copied from the backend to the client, beyond hop-by-hop; the
+/// client gets the X-Request-Id its request went out with, not the backend's.
+const RESPONSE_REWRITTEN: &[&str] = &["transfer-encoding", "content-length", "via", "x-request-id"];
+
+/// Adds the field `name: value` to the head that ends `out` (just encoded,
+/// nothing after its empty line). `value` must be a valid field value.
+pub fn add_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    debug_assert!(out.ends_with(b"\r\n\r\n"));
+    out.truncate(out.len() - 2);
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n\r\n");
+}
 
 /// Appends the request head for the backend (always HTTP/1.1) to `out`.
 ///

@@ -29,7 +29,9 @@ pub use chunked::{
     MAX_CHUNK_LINE, MAX_TRAILER_BYTES,
 };
 pub use date::{http_date_now, imf_fixdate, IMF_FIXDATE_LEN};
-pub use encode::{encode_request, encode_request_to, encode_response, ForwardInfo, OutFraming};
+pub use encode::{
+    add_field, encode_request, encode_request_to, encode_response, ForwardInfo, OutFraming,
+};
 pub use limits::{
     Limits, DEFAULT_MAX_HEADERS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_TARGET_LEN,
     MAX_CONTENT_LENGTH, MAX_HEADERS_LIMIT,

@@ -10,10 +10,13 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use futures_lite::future;
+
+use crate::metrics::{Counter, ProxyStats};
 
 #[derive(Default)]
 struct Slot {
@@ -28,9 +31,18 @@ struct Inner {
     queue_size: usize,
     in_flight: Cell<usize>,
     queue: RefCell<VecDeque<Rc<Slot>>>,
+    /// Where `corelay_admission_in_flight` and `_queued` are published, after every change.
+    gauges: RefCell<Option<Arc<ProxyStats>>>,
 }
 
 impl Inner {
+    fn publish(&self) {
+        if let Some(g) = &*self.gauges.borrow() {
+            g.set(Counter::AdmissionInFlight, self.in_flight.get() as u64);
+            g.set(Counter::AdmissionQueued, self.queue.borrow().len() as u64);
+        }
+    }
+
     /// Hands the permit to the oldest waiter, or returns it to the counter.
     fn release(&self) {
         if let Some(slot) = self.queue.borrow_mut().pop_front() {
@@ -41,6 +53,7 @@ impl Inner {
         } else {
             self.in_flight.set(self.in_flight.get() - 1);
         }
+        self.publish();
     }
 }
 
@@ -70,15 +83,32 @@ impl Drop for Permit {
 
 impl Admission {
     pub fn new(max: usize, queue_size: usize, queue_timeout: Duration) -> Admission {
+        Admission::publishing(max, queue_size, queue_timeout, None)
+    }
+
+    /// [`Admission::new`], publishing its in-flight and queued counts to `gauges`.
+    pub fn publishing(
+        max: usize,
+        queue_size: usize,
+        queue_timeout: Duration,
+        gauges: Option<Arc<ProxyStats>>,
+    ) -> Admission {
         Admission {
             inner: Rc::new(Inner {
                 max,
                 queue_size,
                 in_flight: Cell::new(0),
                 queue: RefCell::new(VecDeque::new()),
+                gauges: RefCell::new(gauges),
             }),
             queue_timeout,
         }
+    }
+
+    /// Publishes to `gauges` from now on (a reload that changed the metrics' layout).
+    pub fn republish(&self, gauges: Arc<ProxyStats>) {
+        *self.inner.gauges.borrow_mut() = Some(gauges);
+        self.inner.publish();
     }
 
     pub fn in_flight(&self) -> usize {
@@ -93,6 +123,7 @@ impl Admission {
         let inner = &self.inner;
         if inner.in_flight.get() < inner.max && inner.queue.borrow().is_empty() {
             inner.in_flight.set(inner.in_flight.get() + 1);
+            inner.publish();
             return Ok(Permit {
                 inner: inner.clone(),
             });
@@ -102,6 +133,7 @@ impl Admission {
         }
         let slot = Rc::new(Slot::default());
         inner.queue.borrow_mut().push_back(slot.clone());
+        inner.publish();
         // Whatever happens to this future (timeout, or the connection task dropped), the
         // slot must leave the queue, and a permit handed to it must not be lost.
         let guard = QueueGuard {
@@ -150,6 +182,7 @@ impl Drop for QueueGuard {
                 .queue
                 .borrow_mut()
                 .retain(|s| !Rc::ptr_eq(s, &self.slot));
+            self.inner.publish();
         }
     }
 }

@@ -10,6 +10,7 @@ use super::balancer::InFlight;
 use super::error::{ErrorKind, ProxyError};
 use super::peer::Peer;
 use super::shard::{GroupState, Shard};
+use crate::metrics::{Counter, Failure};
 
 /// A connection to one backend, with where it came from.
 pub struct BackendConn<'s> {
@@ -36,12 +37,13 @@ pub async fn connect<'s>(
     fresh: bool,
 ) -> Result<BackendConn<'s>, ProxyError> {
     let cfg = &shard.config;
-    let now = Instant::now();
+    // The loop turn's time: back-off and idle ages are far coarser than a turn.
+    let now = shard.engine.now();
     let mut last_err: Option<io::Error> = None;
     for backend in group.balancer.plan(now) {
         if !fresh {
             if let Some(peer) = group.pool.take(backend, now) {
-                shard.stats.inc(&shard.stats.backend_reuses);
+                shard.stats.inc(Counter::BackendReuses);
                 return Ok(BackendConn {
                     peer,
                     group,
@@ -54,10 +56,14 @@ pub async fn connect<'s>(
         let addr = group.balancer.addr(backend);
         // Boxed: only a new connection pays for the connect's state, instead of every
         // connection task carrying room for it (see docs/benchmarks.md, memory per request).
+        let started = Instant::now();
         match Box::pin(connect_one(shard, addr)).await {
             Ok(mut conn) => {
                 group.balancer.mark_up(backend);
-                shard.stats.inc(&shard.stats.backend_connects);
+                shard.stats.inc(Counter::BackendConnects);
+                shard
+                    .stats
+                    .connect_time(group.gauges.slot(backend), started.elapsed());
                 conn.set_read_timeout(Some(cfg.backend_response_timeout));
                 conn.set_write_timeout(Some(cfg.backend_response_timeout));
                 return Ok(BackendConn {
@@ -70,7 +76,15 @@ pub async fn connect<'s>(
             }
             Err(e) => {
                 super::connect_warnings::connect_failed(addr, &e);
-                shard.stats.inc(&shard.stats.backend_connect_errors);
+                shard.stats.inc(Counter::BackendConnectErrors);
+                let kind = if e.kind() == io::ErrorKind::TimedOut {
+                    Failure::Timeout
+                } else {
+                    Failure::Refused
+                };
+                shard
+                    .stats
+                    .backend_failure(group.gauges.slot(backend), kind);
                 let now = Instant::now();
                 group.balancer.mark_down(backend, now);
                 group.balancer.failed(backend, now);

@@ -5,7 +5,9 @@
 //!
 //! Each shard has its own balancer per group, so the rotation, the in-flight counts and the
 //! back-off state need no synchronisation; with N shards each backend still gets an even
-//! share overall (`least_requests` counts this shard's requests only).
+//! share overall (`least_requests` counts this shard's requests only). The in-flight counts
+//! live in the shard's metrics cells (`corelay_backend_in_flight`): the gauge is the state,
+//! so publishing it costs nothing.
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -14,11 +16,12 @@ use std::time::{Duration, Instant};
 
 use super::health::{Fails, GroupHealth};
 use crate::config::Policy;
+use crate::metrics::BackendGauges;
 
 pub struct Balancer {
     backends: Vec<SocketAddr>,
     down_until: Vec<Cell<Option<Instant>>>,
-    in_flight: Vec<Cell<usize>>,
+    in_flight: BackendGauges,
     fails: Vec<Fails>,
     next: Cell<usize>,
     backoff: Duration,
@@ -30,18 +33,26 @@ pub struct Balancer {
 }
 
 /// Counts one request in flight on a backend until dropped.
-pub struct InFlight<'a>(&'a Cell<usize>);
+pub struct InFlight<'a> {
+    gauges: &'a BackendGauges,
+    backend: usize,
+}
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
+        let n = self.gauges.in_flight(self.backend);
+        self.gauges.set_in_flight(self.backend, n - 1);
     }
 }
 
 impl Balancer {
-    pub fn new(backends: Vec<SocketAddr>, backoff: Duration, policy: Policy) -> Balancer {
+    pub fn new(
+        backends: Vec<SocketAddr>,
+        backoff: Duration,
+        policy: Policy,
+        in_flight: BackendGauges,
+    ) -> Balancer {
         let down_until = backends.iter().map(|_| Cell::new(None)).collect();
-        let in_flight = backends.iter().map(|_| Cell::new(0)).collect();
         let fails = backends.iter().map(|_| Fails::default()).collect();
         Balancer {
             backends,
@@ -96,9 +107,12 @@ impl Balancer {
 
     /// Marks a request as in flight on `index` for as long as the guard lives.
     pub fn start(&self, index: usize) -> InFlight<'_> {
-        let c = &self.in_flight[index];
-        c.set(c.get() + 1);
-        InFlight(c)
+        let n = self.in_flight.in_flight(index);
+        self.in_flight.set_in_flight(index, n + 1);
+        InFlight {
+            gauges: &self.in_flight,
+            backend: index,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -131,7 +145,7 @@ impl Balancer {
             }
             if self.policy == Policy::LeastRequests {
                 // Stable: among equals, the rotation order decides.
-                order[start..len].sort_by_key(|&i| self.in_flight[i].get());
+                order[start..len].sort_by_key(|&i| self.in_flight.in_flight(i));
             }
         }
         Plan { order, len, pos: 0 }
@@ -175,15 +189,21 @@ impl Iterator for Plan {
 mod tests {
     use super::*;
 
-    fn addrs(n: usize) -> Vec<SocketAddr> {
-        (0..n)
+    fn balancer(n: usize, policy: Policy) -> Balancer {
+        let addrs = (0..n)
             .map(|i| SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16)))
-            .collect()
+            .collect();
+        Balancer::new(
+            addrs,
+            Duration::from_secs(1),
+            policy,
+            BackendGauges::detached(n),
+        )
     }
 
     #[test]
     fn rotates_evenly() {
-        let b = Balancer::new(addrs(3), Duration::from_secs(1), Policy::RoundRobin);
+        let b = balancer(3, Policy::RoundRobin);
         let now = Instant::now();
         let firsts: Vec<usize> = (0..6).map(|_| b.plan(now).next().unwrap()).collect();
         assert_eq!(firsts, vec![0, 1, 2, 0, 1, 2]);
@@ -192,7 +212,7 @@ mod tests {
 
     #[test]
     fn least_requests_prefers_the_idlest() {
-        let b = Balancer::new(addrs(3), Duration::from_secs(1), Policy::LeastRequests);
+        let b = balancer(3, Policy::LeastRequests);
         let now = Instant::now();
         let _a = b.start(0);
         let _b = b.start(0);
@@ -205,8 +225,20 @@ mod tests {
     }
 
     #[test]
+    fn in_flight_counts_are_the_published_gauges() {
+        let b = balancer(2, Policy::LeastRequests);
+        let a = b.start(1);
+        let c = b.start(1);
+        assert_eq!((b.in_flight.in_flight(0), b.in_flight.in_flight(1)), (0, 2));
+        drop(a);
+        assert_eq!(b.in_flight.in_flight(1), 1);
+        drop(c);
+        assert_eq!(b.in_flight.in_flight(1), 0);
+    }
+
+    #[test]
     fn down_backends_go_last_until_backoff_ends() {
-        let b = Balancer::new(addrs(2), Duration::from_secs(1), Policy::RoundRobin);
+        let b = balancer(2, Policy::RoundRobin);
         let now = Instant::now();
         b.mark_down(0, now);
         assert_eq!(b.plan(now).collect::<Vec<_>>(), vec![1, 0]);

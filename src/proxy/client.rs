@@ -14,11 +14,13 @@ use shards::Conn;
 use super::error::{ErrorKind, ProxyError};
 use super::exchange::{answer_locally, exchange, Next};
 use super::peer::Peer;
+use super::request_id::{self, RequestId};
 use super::shard::{Current, Scratch, Shard};
 use crate::http1::{
     error_response_because, error_response_with, normalize_request_version, parse_request,
     reason_phrase, ForwardInfo, Method, RequestError,
 };
+use crate::metrics::{Failure, Source};
 use crate::proxy_protocol::{self, Header, Parsed};
 
 /// Serves one client connection until it closes, fails, times out or the shard drains.
@@ -68,12 +70,14 @@ fn serve_peer(
                 None => {
                     let e = ProxyError::new(ErrorKind::TooManyConnections);
                     shard.stats.count_error(&e);
-                    error_response_with(429, true, false, b"", &mut s.out);
-                    let _ = client.send(&mut s.out).await;
                     s.log.begin_unparsed(false, b"");
+                    shard.request_ids.generate(&mut s.request_id);
+                    request_id_field(&s.request_id, &mut s.norm);
+                    error_response_with(429, true, false, &s.norm, &mut s.out);
+                    let _ = client.send(&mut s.out).await;
                     s.log.status = 429;
                     s.log.sent_local(&s.out);
-                    s.log.emit(&shard.access_log, client_ip);
+                    s.log.finish(&shard, client_ip, s.request_id.as_bytes());
                     return;
                 }
             }
@@ -105,9 +109,11 @@ fn serve_peer(
             };
             let result = match head {
                 Ok(true) => {
-                    shard.stats.inc(&shard.stats.requests);
                     s.log
                         .begin(shard.access_log.enabled(), client.buffered(), &s.req);
+                    shard
+                        .request_ids
+                        .assign(client.buffered(), &s.req, &mut s.request_id);
                     if s.req.answer_locally() {
                         answer_locally(&shard, &mut client, &mut s).await
                     } else {
@@ -117,16 +123,17 @@ fn serve_peer(
                 Ok(false) => return,
                 Err(e) => {
                     // A head that could not be parsed is still a request to log, with "-" for
-                    // what could not be read.
+                    // what could not be read, and to answer with an ID of its own.
                     s.log
                         .begin_unparsed(shard.access_log.enabled(), client.buffered());
+                    shard.request_ids.generate(&mut s.request_id);
                     Err(e)
                 }
             };
             let e = match result {
                 Ok(next) => {
                     // Log phase: one line per request, answered or not.
-                    s.log.emit(&shard.access_log, client_ip);
+                    s.log.finish(&shard, client_ip, s.request_id.as_bytes());
                     match next {
                         Next::KeepAlive => continue,
                         Next::Close => return,
@@ -135,6 +142,9 @@ fn serve_peer(
                 Err(e) => e,
             };
             shard.stats.count_error(&e);
+            if let (Some(f), Some(b)) = (Failure::of(&e), s.log.backend) {
+                shard.stats.backend_failure(b, f);
+            }
             log::debug!("{peer_addr}: {e}");
             if e.response_started {
                 // A clean close could pass for the end of a close-delimited body: a reset
@@ -147,7 +157,7 @@ fn serve_peer(
                 // failed request once its request line was parsed; before that,
                 // parse_request cleared it and the method is not Head.
                 let head_request = s.req.method == Method::Head;
-                s.norm.clear();
+                request_id_field(&s.request_id, &mut s.norm);
                 e.extra_headers(&mut s.norm);
                 let because = e.reason().unwrap_or("");
                 if !because.is_empty() {
@@ -160,11 +170,21 @@ fn serve_peer(
             if !e.response_started {
                 // nginx's 499: the client went away before an answer.
                 s.log.status = e.status().unwrap_or(499);
+                s.log.source = Source::Proxy;
             }
-            s.log.emit(&shard.access_log, client_ip);
+            s.log.finish(&shard, client_ip, s.request_id.as_bytes());
             return;
         }
     }
+}
+
+/// Starts `out` with the `X-Request-Id` line of a response corelay makes itself.
+fn request_id_field(id: &RequestId, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(request_id::HEADER);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 /// The decode phase. Ok(true): a request head is parsed into `s.req` and sits at the front

@@ -8,15 +8,18 @@ use super::backend::{connect, BackendConn};
 use super::body::{transfer, BodyIn, Outbox};
 use super::error::{ErrorKind, ProxyError, Side};
 use super::peer::Peer;
+use super::request_id::HEADER;
 use super::respond::read_head;
 use super::shard::{GroupState, Scratch, Shard};
-use crate::http1::{encode_request_to, ForwardInfo, RequestBody, CONTINUE_100};
+use crate::http1::{add_field, encode_request_to, ForwardInfo, RequestBody, CONTINUE_100};
+use crate::metrics::Counter;
 
 /// Encodes the head for the backend into `s.out` and consumes the client's head bytes, so
 /// that what follows in its buffer is the body (or the next request). Returns the framing.
 pub fn encode(client: &mut Peer, s: &mut Scratch, info: &ForwardInfo<'_>) -> BodyIn {
     s.out.clear();
     encode_request_to(client.buffered(), &s.req, Some(&s.target), info, &mut s.out);
+    add_field(&mut s.out, HEADER, s.request_id.as_bytes());
     client.consume(s.req.head_len);
     // The head is in `s.out` now: unless body bytes or a pipelined request follow it, the
     // client's head buffer goes back before the connect, which may take a while (10,000
@@ -54,8 +57,12 @@ pub async fn send<'s>(
     let mut fresh = false;
     loop {
         let mut conn = connect(shard, group, fresh).await?;
+        let slot = group.gauges.slot(conn.backend);
+        shard.stats.backend_request(slot);
+        s.log.backend = Some(slot);
         s.log.upstream = Some(conn.addr());
-        s.log.upstream_started = Some(Instant::now());
+        let sent_at = Instant::now();
+        s.log.upstream_started = Some(sent_at);
         let sent = if body == BodyIn::Empty {
             conn.peer.send(&mut s.out).await.map_err(|e| {
                 // Nothing of a response can have arrived yet.
@@ -96,17 +103,22 @@ pub async fn send<'s>(
         }
         match result {
             Ok(()) => {
+                // The loop turn's time is when the head's bytes were reaped: no clock read.
+                let head_at = shard.engine.now();
+                shard
+                    .stats
+                    .head_time(slot, head_at.saturating_duration_since(sent_at));
                 return Ok(Forwarded {
                     backend: conn,
                     early_answer,
                     reusable: false,
-                })
+                });
             }
             Err(e) if conn.reused && replayable && !fresh && e.retry_safe => {
                 // The stale keep-alive race: the backend closed this idle connection just as
                 // we reused it. Try once more on a new connection.
                 log::debug!("retrying on a fresh connection after {e}");
-                shard.stats.inc(&shard.stats.backend_retries);
+                shard.stats.inc(Counter::BackendRetries);
                 fresh = true;
             }
             Err(e) => return Err(e),

@@ -36,6 +36,7 @@ pub fn route<'s>(
         .map_err(|_| ProxyError::new(ErrorKind::NoRoute))?;
     s.target.clear();
     route::rewrite_target(route, &s.norm, &mut s.target);
+    s.log.route = Some(route.index);
     Ok((route, &shard.groups[route.group]))
 }
 

@@ -1,4 +1,4 @@
-//! The log phase: what one request leaves in the access log.
+//! The log phase: what one request leaves in the metrics and the access log.
 //!
 //! The parts of the request head the log line needs are copied when the head is parsed
 //! (only when the log is on), because the head's bytes in the client buffer are reused by the
@@ -9,8 +9,10 @@ use std::ops::Range;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::access_log::{Entry, ShardLog};
+use super::shard::Shard;
+use crate::access_log::Entry;
 use crate::http1::{RequestHead, Version};
+use crate::metrics::Source;
 
 #[derive(Default)]
 pub struct Record {
@@ -36,6 +38,12 @@ pub struct Record {
     pub user: Option<Rc<str>>,
     /// Begun by [`Record::begin_unparsed`]: a missing version means none was read.
     unparsed: bool,
+    /// The route that took the request (its index), if one did.
+    pub route: Option<usize>,
+    /// Who produced `status`: set to the backend when its head is relayed.
+    pub source: Source,
+    /// The backend's metrics slot, once a connection to one was had.
+    pub backend: Option<usize>,
 }
 
 /// Most of an unparsed request line that is kept: the formatter cuts each field at its own
@@ -58,6 +66,9 @@ impl Record {
         self.upstream_started = None;
         self.upstream_time = None;
         self.user = None;
+        self.route = None;
+        self.source = Source::Proxy;
+        self.backend = None;
         self.started = Some(Instant::now());
         self.version = Some(req.version);
         self.unparsed = false;
@@ -93,6 +104,9 @@ impl Record {
         self.upstream_started = None;
         self.upstream_time = None;
         self.user = None;
+        self.route = None;
+        self.source = Source::Proxy;
+        self.backend = None;
         self.started = Some(Instant::now());
         self.version = None;
         self.head.clear();
@@ -134,6 +148,13 @@ impl Record {
         self.unparsed = true;
     }
 
+    /// Counts a tunnel: the 101's head, then the bytes each way after it.
+    pub fn tunnelled(&mut self, head: u64, down: u64, up: u64) {
+        self.bytes = head + down;
+        self.head_bytes = head;
+        self.received = Some(up);
+    }
+
     /// Counts a response corelay wrote itself (an error, a local answer), head and body, in
     /// `out` as sent.
     pub fn sent_local(&mut self, out: &[u8]) {
@@ -145,11 +166,17 @@ impl Record {
         self.head_bytes += head as u64;
     }
 
-    /// Writes the line, if the log is on and a request was begun.
-    pub fn emit(&mut self, log: &ShardLog, client: IpAddr) {
+    /// Ends the request, if one was begun: counts it in the shard's metrics and writes its
+    /// line if the log is on. The one clock read here serves both.
+    pub fn finish(&mut self, shard: &Shard, client: IpAddr, request_id: &[u8]) {
         let Some(started) = self.started.take() else {
             return;
         };
+        let took = started.elapsed();
+        let stats = &shard.stats;
+        let route = self.route.unwrap_or_else(|| stats.layout.no_route());
+        stats.request_done(route, self.status, self.source, took);
+        let log = &shard.access_log;
         if !log.enabled() {
             return;
         }
@@ -173,7 +200,9 @@ impl Record {
             user_agent: part(&self.user_agent),
             upstream: self.upstream,
             upstream_time: self.upstream_time,
-            request_time: started.elapsed(),
+            request_time: took,
+            request_id,
+            bytes_received: self.received,
         });
     }
 }

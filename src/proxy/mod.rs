@@ -22,10 +22,12 @@ mod health;
 mod log_record;
 mod peer;
 mod pool;
+mod request_id;
 mod respond;
 mod shard;
 mod tunnel;
 
-pub use error::{ProxyError, Side};
+pub use error::{ErrorKind, ProxyError, Side};
 pub use health::HealthTable;
+pub use request_id::{is_valid as is_valid_request_id, MAX_REQUEST_ID};
 pub use shard::{handler, GroupState, Scratch, Shard, VIA};

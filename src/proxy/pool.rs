@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::peer::Peer;
+use crate::metrics::BackendGauges;
 
 struct Idle {
     peer: Peer,
@@ -22,15 +23,23 @@ pub struct Pool {
     idle_timeout: Duration,
     /// The group left the configuration: nothing is pooled any more.
     retired: std::cell::Cell<bool>,
+    /// `corelay_backend_idle_connections`, set after every change of a backend's list.
+    gauges: BackendGauges,
 }
 
 impl Pool {
-    pub fn new(backends: usize, max_idle: usize, idle_timeout: Duration) -> Pool {
+    pub fn new(
+        backends: usize,
+        max_idle: usize,
+        idle_timeout: Duration,
+        gauges: BackendGauges,
+    ) -> Pool {
         Pool {
             idle: RefCell::new((0..backends).map(|_| VecDeque::new()).collect()),
             max_idle,
             idle_timeout,
             retired: std::cell::Cell::new(false),
+            gauges,
         }
     }
 
@@ -44,12 +53,15 @@ impl Pool {
     pub fn take(&self, backend: usize, now: Instant) -> Option<Peer> {
         let mut idle = self.idle.borrow_mut();
         let list = &mut idle[backend];
+        let mut found = None;
         while let Some(entry) = list.pop_back() {
             if now.duration_since(entry.since) < self.idle_timeout && entry.peer.conn.is_quiet() {
-                return Some(entry.peer);
+                found = Some(entry.peer);
+                break;
             }
         }
-        None
+        self.gauges.set_idle(backend, list.len());
+        found
     }
 
     /// Keeps a connection for reuse; the oldest idle one makes room when the list is full.
@@ -68,28 +80,30 @@ impl Pool {
             list.pop_front();
         }
         list.push_back(Idle { peer, since: now });
+        self.gauges.set_idle(backend, list.len());
     }
 
     /// Closes connections idle past the timeout, so that the backend's sockets are not held
     /// by a proxy that has no traffic. Called periodically by the shard.
     pub fn sweep(&self, now: Instant) {
         let mut idle = self.idle.borrow_mut();
-        for list in idle.iter_mut() {
+        for (backend, list) in idle.iter_mut().enumerate() {
             while list
                 .front()
                 .is_some_and(|e| now.duration_since(e.since) >= self.idle_timeout)
             {
                 list.pop_front();
             }
+            self.gauges.set_idle(backend, list.len());
         }
     }
 
-    pub fn idle_count(&self) -> usize {
-        self.idle.borrow().iter().map(|l| l.len()).sum()
-    }
-
     pub fn clear(&self) {
-        self.idle.borrow_mut().iter_mut().for_each(|l| l.clear());
+        let mut idle = self.idle.borrow_mut();
+        for (backend, list) in idle.iter_mut().enumerate() {
+            list.clear();
+            self.gauges.set_idle(backend, 0);
+        }
     }
 }
 
@@ -104,10 +118,15 @@ impl Pool {
         let mut idle = self.idle.borrow_mut();
         let oldest = idle
             .iter_mut()
-            .filter(|l| !l.is_empty())
-            .min_by_key(|l| l.front().map(|e| e.since));
+            .enumerate()
+            .filter(|(_, l)| !l.is_empty())
+            .min_by_key(|(_, l)| l.front().map(|e| e.since));
         match oldest {
-            Some(list) => list.pop_front().is_some(),
+            Some((backend, list)) => {
+                list.pop_front();
+                self.gauges.set_idle(backend, list.len());
+                true
+            }
             None => false,
         }
     }

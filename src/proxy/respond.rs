@@ -10,11 +10,13 @@ use super::body::{transfer, BodyIn, Outbox};
 use super::error::{ErrorKind, ProxyError, Side};
 use super::forward::Forwarded;
 use super::peer::Peer;
+use super::request_id::HEADER;
 use super::shard::{Scratch, Shard, VIA};
 use crate::http1::{
-    encode_options_response, encode_response, encode_trace_response, parse_response, Method,
-    OutFraming, RequestBody, ResponseBody, ResponseError, Version,
+    add_field, encode_options_response, encode_response, encode_trace_response, parse_response,
+    Method, OutFraming, RequestBody, ResponseBody, ResponseError, Version,
 };
+use crate::metrics::Source;
 
 /// What the client connection does after a successful exchange.
 pub enum Next {
@@ -142,10 +144,12 @@ pub async fn relay(
         VIA,
         &mut s.out,
     );
+    add_field(&mut s.out, HEADER, s.request_id.as_bytes());
     backend.peer.consume(s.resp.head_len);
     s.log.status = s.resp.status;
     // The head goes out first, with the body's first bytes.
     let head_bytes = s.out.len() as u64;
+    s.log.source = Source::Backend;
     let backend_reusable = s.resp.keep_alive && !early_answer;
     let mut out = Outbox::new(&mut client.conn, &mut s.out);
     let relayed = transfer(
@@ -201,6 +205,8 @@ pub async fn answer_locally(
         encode_trace_response(client.buffered(), &s.req, keep_alive, &mut s.out);
     } else {
         encode_options_response(&s.req, keep_alive, &mut s.out);
+        // A TRACE answer's body is the request as received, with the client's own ID if any.
+        add_field(&mut s.out, HEADER, s.request_id.as_bytes());
     }
     s.log.status = 200;
     s.log.sent_local(&s.out);

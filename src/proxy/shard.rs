@@ -13,12 +13,13 @@ use super::balancer::Balancer;
 use super::health::{self, HealthTable};
 use super::peer;
 use super::pool::Pool;
+use super::request_id::{Generator, RequestId};
 use super::{client, log_record};
 use crate::access_log::{ShardLog, ShardLogWriter};
 use crate::auth::Authorizer;
 use crate::config::Config;
 use crate::http1::{ChunkedDecoder, Limits, RequestHead, ResponseHead, MAX_TRAILER_BYTES};
-use crate::metrics::ProxyStats;
+use crate::metrics::{BackendGauges, Layout, ProxyStats, StatsSlot};
 use crate::relay::Relay;
 use crate::reload::{Generation, Reloader};
 use crate::route::{Route, RouteTable};
@@ -45,6 +46,9 @@ pub struct Shard {
     /// The shard's network engine: every socket, buffer and deadline of its connections.
     pub engine: shards::Engine,
     pub stats: Arc<ProxyStats>,
+    /// Where the metrics thread finds `stats` (replaced when a reload changes its layout).
+    stats_slot: Arc<StatsSlot>,
+    pub request_ids: Generator,
     pub shutdown: shards::Shutdown,
     /// Host sent to backends for HTTP/1.0 requests that carry none.
     pub default_host: String,
@@ -63,32 +67,38 @@ pub struct Shard {
 pub struct GroupState {
     pub balancer: Balancer,
     pub pool: Pool,
+    /// Its backends' slots in the shard's metrics.
+    pub gauges: BackendGauges,
 }
 
 impl Shard {
     pub fn new(
         reloader: Arc<Reloader>,
-        stats: Arc<ProxyStats>,
+        stats_slot: Arc<StatsSlot>,
         ctx: &shards::ShardContext,
         access_log: ShardLog,
     ) -> Shard {
         let gen = reloader.current();
         let config = &gen.config;
+        let stats = stats_slot.current();
         let thread = Shard {
             config: config.clone(),
             groups: Vec::new(),
             routes: RouteTable::new(Vec::new()),
             authorizers: Vec::new(),
-            admission: Admission::new(
+            admission: Admission::publishing(
                 config.max_requests_per_core,
                 config.queue_size,
                 config.queue_timeout,
+                Some(stats.clone()),
             ),
             clients: Default::default(),
             access_log,
             relay: Relay::new(config.max_buffers_per_transfer),
             engine: ctx.engine.clone(),
             stats,
+            stats_slot,
+            request_ids: Generator::new(config.request_id, ctx.index),
             shutdown: ctx.shutdown.clone(),
             default_host: String::new(),
             head_buffer_max: 0,
@@ -105,7 +115,20 @@ impl Shard {
     /// configuration's parts built anew, groups that did not change taken over.
     fn successor(&self, gen: &Generation) -> Shard {
         let config = &gen.config;
-        let same_pools = self.config.backend_retry_backoff == config.backend_retry_backoff
+        // The metrics' series are fixed by routes, groups and backends: when those change,
+        // the generation gets series of its own (the old ones end, as counters reset).
+        let layout = Layout::new(config);
+        let same_layout = *self.stats.layout == layout;
+        let stats = if same_layout {
+            self.stats.clone()
+        } else {
+            let stats = Arc::new(ProxyStats::new(Arc::new(layout)));
+            self.stats_slot.set(stats.clone());
+            self.admission.republish(stats.clone());
+            stats
+        };
+        let same_pools = same_layout
+            && self.config.backend_retry_backoff == config.backend_retry_backoff
             && self.config.max_fails == config.max_fails
             && self.config.fail_timeout == config.fail_timeout
             && self.config.backend_max_idle == config.backend_max_idle
@@ -122,20 +145,26 @@ impl Shard {
                 });
                 match kept {
                     Some(j) => self.groups[j].clone(),
-                    None => Rc::new(GroupState {
-                        balancer: Balancer::new(
-                            g.backends.clone(),
-                            config.backend_retry_backoff,
-                            g.policy,
-                        )
-                        .with_passive(config.max_fails, config.fail_timeout)
-                        .with_health(gen.health.group(i).clone()),
-                        pool: Pool::new(
-                            g.backends.len(),
-                            config.backend_max_idle,
-                            config.backend_idle_timeout,
-                        ),
-                    }),
+                    None => {
+                        let gauges = BackendGauges::new(stats.clone(), i);
+                        Rc::new(GroupState {
+                            balancer: Balancer::new(
+                                g.backends.clone(),
+                                config.backend_retry_backoff,
+                                g.policy,
+                                gauges.clone(),
+                            )
+                            .with_passive(config.max_fails, config.fail_timeout)
+                            .with_health(gen.health.group(i).clone()),
+                            pool: Pool::new(
+                                g.backends.len(),
+                                config.backend_max_idle,
+                                config.backend_idle_timeout,
+                                gauges.clone(),
+                            ),
+                            gauges,
+                        })
+                    }
                 }
             })
             .collect();
@@ -171,7 +200,9 @@ impl Shard {
             access_log: self.access_log.clone(),
             relay: self.relay,
             engine: self.engine.clone(),
-            stats: self.stats.clone(),
+            stats,
+            stats_slot: self.stats_slot.clone(),
+            request_ids: Generator::new(config.request_id, self.index),
             shutdown: self.shutdown.clone(),
             default_host: config.backends[0].to_string(),
             head_buffer_max: config.limits.max_header_bytes.max(MAX_TRAILER_BYTES + 1024),
@@ -247,12 +278,9 @@ impl Current {
                 return;
             }
             let now = Instant::now();
-            let mut idle = 0;
             for g in &shard.groups {
                 g.pool.sweep(now);
-                idle += g.pool.idle_count();
             }
-            shard.stats.set(&shard.stats.backend_idle, idle as u64);
         }
     }
 }
@@ -272,6 +300,8 @@ pub struct Scratch {
     pub log: log_record::Record,
     /// The request went out with an Upgrade offer, so a 101 may answer it.
     pub upgrade_sent: bool,
+    /// The current request's `X-Request-Id`.
+    pub request_id: RequestId,
 }
 
 impl Scratch {
@@ -293,6 +323,7 @@ impl Scratch {
             norm: Vec::new(),
             log: Default::default(),
             upgrade_sent: false,
+            request_id: RequestId::default(),
         }
     }
 }
@@ -302,7 +333,7 @@ impl Scratch {
 /// is dropped at the end of draining.
 pub fn handler(
     reloader: Arc<Reloader>,
-    stats: Arc<ProxyStats>,
+    stats: Arc<StatsSlot>,
     log: ShardLogWriter,
     ctx: &shards::ShardContext,
 ) -> impl Fn(shards::Conn, std::net::SocketAddr) -> futures_lite::future::BoxedLocal<()> {

@@ -32,6 +32,7 @@ pub async fn run(
 ) -> Result<Next, ProxyError> {
     let mut backend = fwd.backend;
     s.log.status = 101;
+    s.log.source = crate::metrics::Source::Backend;
     // Counted before the client can see the 101, so that a scrape after the handshake sees it.
     let _open = shard.stats.tunnel_opened();
     // The 101 and whatever the backend sent after it.
@@ -54,8 +55,7 @@ pub async fn run(
     if !s.out.is_empty() {
         if let Err(e) = backend.peer.send(&mut s.out).await {
             log::debug!("{}: tunnel: backend send failed: {e}", backend.addr());
-            s.log.bytes = down;
-            s.log.received = Some(up);
+            s.log.tunnelled(head_len as u64, down, up);
             return Ok(Next::Close);
         }
     }
@@ -73,7 +73,6 @@ pub async fn run(
         backend.addr(),
         report.end
     );
-    s.log.bytes = down;
-    s.log.received = Some(up);
+    s.log.tunnelled(head_len as u64, down, up);
     Ok(Next::Close)
 }

@@ -1533,6 +1533,51 @@ pub fn assert_bytes_eq(actual: &[u8], expected: &[u8], what: &str) {
     );
 }
 
+/// Whether `id` has the form of an `X-Request-Id` corelay generates:
+/// `PPPPPPPPPPPPPPPP-SSSS-CCCCCCCCCCCC`, lowercase hex.
+pub fn is_generated_request_id(id: &str) -> bool {
+    let parts: Vec<&str> = id.split('-').collect();
+    parts.len() == 3
+        && [16, 4, 12].iter().zip(&parts).all(|(n, p)| {
+            p.len() == *n
+                && p.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+}
+
+/// `bytes` (a message as forwarded by corelay) without the `X-Request-Id` line corelay adds
+/// as the last field of the first head, and that line's value. Panics unless the line is there,
+/// in that place; callers check the value (see `tests/request_id.rs` for what it must be).
+pub fn split_request_id(bytes: &[u8]) -> (Vec<u8>, String) {
+    const FIELD: &[u8] = b"\r\nX-Request-Id: ";
+    let end = find(bytes, b"\r\n\r\n", 0).expect("a complete head");
+    let head = &bytes[..end];
+    let at = (0..head.len())
+        .rev()
+        .find(|&i| head[i..].starts_with(FIELD))
+        .unwrap_or_else(|| {
+            panic!(
+                "no X-Request-Id at the end of {:?}",
+                String::from_utf8_lossy(head)
+            )
+        });
+    let value = String::from_utf8_lossy(&head[at + FIELD.len()..]).into_owned();
+    assert!(
+        !value.contains("\r\n"),
+        "X-Request-Id is not the last field: {value:?}"
+    );
+    let mut out = bytes[..at].to_vec();
+    out.extend_from_slice(&bytes[end..]);
+    (out, value)
+}
+
+/// [`split_request_id`], checking that the ID is a generated one.
+pub fn without_generated_request_id(bytes: &[u8]) -> Vec<u8> {
+    let (out, id) = split_request_id(bytes);
+    assert!(is_generated_request_id(&id), "X-Request-Id {id:?}");
+    out
+}
+
 pub fn contains(h: &[u8], n: &[u8]) -> bool {
     find(h, n, 0).is_some()
 }
