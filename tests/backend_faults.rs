@@ -395,3 +395,99 @@ fn backend_answering_before_reading_the_body_is_relayed_not_502() {
     );
     let _ = writer.join();
 }
+
+/// A listener whose accept queue is full and never drained: a new connection's SYN is
+/// dropped, so connecting to it hangs (on loopback a refused or unroutable address fails at
+/// once instead). Keep the returned sockets alive for as long as it must stay full.
+fn full_backlog_listener() -> (std::net::SocketAddr, Vec<std::net::TcpStream>) {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    sock.listen(0).unwrap();
+    let addr = sock.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    // Backlog 0 holds one connection; connect until one hangs.
+    for _ in 0..8 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+            Ok(s) => fillers.push(s),
+            Err(_) => break,
+        }
+    }
+    std::mem::forget(sock); // the listener stays open (never accepting) for the test
+    (addr, fillers)
+}
+
+#[test]
+fn backend_connect_timeout_gives_504() {
+    let (addr, _fillers) = full_backlog_listener();
+    let cr = Corelay::start_with_metrics(&[addr], &["--backend-connect-timeout", "300ms"]);
+    let mut c = Client::connect(cr.addr);
+    let t0 = Instant::now();
+    let r = c.roundtrip(&get("/"));
+    assert_eq!(r.status, 504, "{}", r.status_line);
+    assert!(r.has("content-length"), "{:?}", r.headers);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(cr.metric("corelay_backend_connect_errors_total"), 1.0);
+}
+
+#[test]
+fn a_refusing_backend_is_skipped_for_the_retry_backoff_then_tried_again() {
+    let good = Backend::http(|req| ok_response(req.target.as_bytes()));
+    let dead = dead_addr();
+    // A long back-off: once refused, the dead backend is not tried again at all.
+    let cr = Corelay::start_with_metrics(&[dead, good.addr], &["--backend-retry-backoff", "1h"]);
+    let statuses: Vec<u16> = (0..20)
+        .map(|i| {
+            Client::connect(cr.addr)
+                .roundtrip(&get(&format!("/r{i}")))
+                .status
+        })
+        .collect();
+    assert_eq!(
+        cr.metric("corelay_backend_connect_errors_total"),
+        1.0,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 502),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().filter(|s| **s == 502).count() <= 1,
+        "{statuses:?}"
+    );
+    drop(cr);
+    // A short one: after it expires the dead backend is tried again (a second refusal).
+    let cr = Corelay::start_with_metrics(&[dead, good.addr], &["--backend-retry-backoff", "200ms"]);
+    let mut first_refusal = None;
+    let mut i = 0;
+    eventually(
+        Duration::from_secs(20),
+        "the dead backend tried again",
+        || {
+            i += 1;
+            // Taken before the request: no later than the refusal it may cause.
+            let sent = Instant::now();
+            let _ = Client::connect(cr.addr).roundtrip(&get(&format!("/s{i}")));
+            let errors = cr.metric("corelay_backend_connect_errors_total");
+            if errors >= 1.0 && first_refusal.is_none() {
+                first_refusal = Some(sent);
+            }
+            errors >= 2.0
+        },
+    );
+    let gap = first_refusal.expect("a first refusal").elapsed();
+    assert!(
+        gap >= Duration::from_millis(200),
+        "tried again {gap:?} after the first refusal, within the 200 ms back-off"
+    );
+}
