@@ -61,7 +61,7 @@ type Row = (&'static str, &'static str, fn(&ShardMetrics) -> u64);
 /// Renders every shard's counters in the Prometheus text format.
 pub fn render(shards: &[ShardMetrics], out: &mut String) {
     use std::fmt::Write as _;
-    let rows: [Row; 21] = [
+    let rows: [Row; 22] = [
         ("corelay_connections_open", "gauge", |m| {
             m.shard.snapshot().connections_open
         }),
@@ -124,6 +124,11 @@ pub fn render(shards: &[ShardMetrics], out: &mut String) {
         }),
         ("corelay_engine_head_buffers_held", "gauge", |m| {
             load(&m.engine.head_buffers_out)
+        }),
+        // Operations in the kernel, orphans included: at rest only the listener's accepts,
+        // so a cut transfer whose orphaned operations never completed shows here.
+        ("corelay_engine_ops_in_flight", "gauge", |m| {
+            load(&m.engine.ops_in_flight)
         }),
     ];
     for (name, kind, get) in rows {
