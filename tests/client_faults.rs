@@ -614,7 +614,7 @@ fn stalled_request_body_is_cut_by_client_body_timeout() {
     );
     assert_eq!(be.connections(), 1);
     cr.wait_metric("corelay_client_errors_total", 1.0);
-    cr.wait_buffers_back();
+    cr.wait_at_rest();
 }
 
 #[test]
@@ -651,7 +651,7 @@ fn client_disconnect_mid_upload_leaks_nothing() {
     cr.wait_metric("corelay_client_errors_total", 1.0);
     assert_eq!(cr.metric("corelay_backend_errors_total"), 0.0);
     // Every relay buffer and head buffer came back.
-    cr.wait_buffers_back();
+    cr.wait_at_rest();
     assert_eq!(cr.metric("corelay_backend_idle_connections"), 0.0);
 }
 
@@ -724,7 +724,7 @@ fn client_that_stops_reading_is_cut_by_send_timeout() {
     assert_eq!(head.status, 200);
     cr.wait_metric("corelay_client_errors_total", 1.0);
     cr.wait_metric("corelay_connections_open", 0.0);
-    cr.wait_buffers_back();
+    cr.wait_at_rest();
     be.wait_conn_done(0, Duration::from_secs(10));
     // What corelay may have taken from the backend while the client read nothing: the
     // backend's send buffer, corelay's receive buffer, the transfer's K relay buffers

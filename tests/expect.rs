@@ -79,7 +79,7 @@ fn a_backend_failure_after_the_100_gets_a_502() {
     assert!(r.conn_close(), "{:?}", r.headers);
     c.expect_closed();
     cr.wait_metric("corelay_backend_errors_total", 1.0);
-    cr.wait_buffers_back();
+    cr.wait_at_rest();
     cr.kill();
     be.settle();
     // Sent once (a body was streamed: not replayable), and nothing after it.

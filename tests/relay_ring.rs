@@ -322,12 +322,10 @@ fn ring(origin: &Origin, extra: &[&str]) -> Corelay {
     cr
 }
 
+/// Every relay buffer (`r` in all) back on the free list.
 fn free_back_to(cr: &Corelay, r: f64) {
-    eventually(
-        Duration::from_secs(10),
-        "every relay buffer back on the free list",
-        || cr.metric("corelay_relay_buffers_free") == r,
-    );
+    assert_eq!(cr.metric("corelay_relay_buffers_total"), r);
+    cr.wait_buffers_back();
 }
 
 // ---------------------------------------------------------------------------
@@ -517,6 +515,7 @@ fn a_backend_abort_cuts_the_client_and_returns_every_buffer() {
     cr.wait_metric("corelay_backend_errors_total", 1.0);
     assert_eq!(cr.metric("corelay_client_errors_total"), 0.0);
     free_back_to(&cr, 32.0);
+    cr.wait_at_rest();
 }
 
 #[test]
@@ -554,6 +553,7 @@ fn relay_timeouts_fire_and_return_every_buffer() {
     cr.wait_metric("corelay_connections_open", 0.0);
     assert_eq!(cr.metric("corelay_backend_errors_total"), 1.0);
     free_back_to(&cr, 32.0);
+    cr.wait_at_rest();
     // What the client still finds in its socket is bounded by the socket buffers, and the
     // connection then ends with a reset.
     let mut w = Wire::new(s);

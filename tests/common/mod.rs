@@ -1747,4 +1747,16 @@ impl Corelay {
         self.wait_metric("corelay_relay_buffers_free", total);
         self.wait_metric("corelay_engine_head_buffers_held", 0.0);
     }
+
+    /// Nothing held at all: no client connection, no pooled backend connection, every buffer
+    /// back, and in the kernel only the listeners' accepts (every orphaned operation
+    /// completed; an open connection would have its receive there). The operations gauge is
+    /// written once per loop turn, so call this after some traffic, not right after start.
+    pub fn wait_at_rest(&self) {
+        self.wait_metric("corelay_connections_open", 0.0);
+        self.wait_metric("corelay_backend_idle_connections", 0.0);
+        self.wait_buffers_back();
+        let accepts = (shards::engine::ACCEPT_DEPTH * self.shard_addrs.len()) as f64;
+        self.wait_metric("corelay_engine_ops_in_flight", accepts);
+    }
 }
