@@ -5,22 +5,32 @@
 mod common;
 use common::*;
 
-use std::sync::{Arc, Barrier};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// A backend that answers every request after `delay`.
-fn slow_backend(delay: Duration, body: &'static [u8]) -> Backend {
-    Backend::http(move |_| {
-        thread::sleep(delay);
+/// A backend that holds every request until `release` opens, and counts how many it holds
+/// at once (the most ever in `peak`).
+fn held_backend(release: &Gate, body: &'static [u8]) -> (Backend, Arc<AtomicUsize>) {
+    let now = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (gate, peak2) = (release.clone(), peak.clone());
+    let be = Backend::http(move |_| {
+        let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+        peak2.fetch_max(n, Ordering::SeqCst);
+        assert!(gate.wait(Duration::from_secs(30)), "never released");
+        now.fetch_sub(1, Ordering::SeqCst);
         ok_response(body)
-    })
+    });
+    (be, peak)
 }
 
 #[test]
 fn admission_queue_overflow_gets_503_with_retry_after() {
-    let backend = slow_backend(Duration::from_millis(1500), b"slow");
-    let cr = Corelay::start(
+    let release = Gate::new();
+    let (backend, peak) = held_backend(&release, b"slow");
+    let mut cr = Corelay::start(
         &[backend.addr],
         &[
             "--max-requests-per-core",
@@ -28,62 +38,52 @@ fn admission_queue_overflow_gets_503_with_retry_after() {
             "--queue-size",
             "5",
             "--queue-timeout",
-            "10s",
+            "30s",
         ],
     );
     const N: usize = 30;
-    // Every client is connected before any sends, so that the 30 requests arrive within
-    // a few milliseconds, long before the first answer (1.5 s).
-    let barrier = Arc::new(Barrier::new(N));
-    let started = Instant::now();
+    let (tx, rx) = mpsc::channel::<(usize, Response)>();
     let handles: Vec<_> = (0..N)
         .map(|i| {
-            let (addr, barrier) = (cr.addr, barrier.clone());
+            let (addr, tx) = (cr.addr, tx.clone());
             thread::spawn(move || {
                 let mut c = Client::connect(addr);
-                barrier.wait();
+                c.set_read_timeout(Duration::from_secs(40));
                 c.send(&get(&format!("/req{i}")));
                 let r = c
                     .read_response()
                     .unwrap_or_else(|e| panic!("request {i}: no response: {e:?}"));
-                (r, started.elapsed())
+                tx.send((i, r)).unwrap();
             })
         })
         .collect();
-    let results: Vec<(Response, Duration)> = handles
-        .into_iter()
-        .map(|h| h.join().expect("client thread"))
+    // While the backend holds everything, 10 requests are in flight, 5 wait in the queue,
+    // and the other 15 are refused at once (not after waiting for a slot: none frees).
+    let busy: Vec<Response> = (0..15)
+        .map(|_| rx.recv_timeout(Duration::from_secs(20)).expect("a 503").1)
         .collect();
-    let ok: Vec<_> = results.iter().filter(|(r, _)| r.status == 200).collect();
-    let busy: Vec<_> = results.iter().filter(|(r, _)| r.status == 503).collect();
-    let statuses: Vec<u16> = results.iter().map(|(r, _)| r.status).collect();
-    assert_eq!(
-        (ok.len(), busy.len()),
-        (15, 15),
-        "10 in flight + 5 queued get 200, the other 15 get 503; statuses {statuses:?}"
-    );
-    for (r, _) in &ok {
-        assert_eq!(r.body_str(), "slow");
-    }
-    for (r, at) in &busy {
+    for r in &busy {
+        assert_eq!(r.status, 503, "{}", r.status_line);
         assert_eq!(r.header("retry-after"), Some("1"), "{:?}", r.headers);
         assert!(r.has("content-length"), "{:?}", r.headers);
-        // Refused at once, not after waiting for a slot.
-        assert!(*at < Duration::from_millis(1200), "503 after {at:?}");
     }
-    // The queued five waited for the first ten: two rounds of 1.5 s.
-    let mut ok_times: Vec<Duration> = ok.iter().map(|(_, t)| *t).collect();
-    ok_times.sort();
-    assert!(
-        ok_times[14] >= Duration::from_millis(2900),
-        "the last 200 came after {:?}; 15 requests cannot all have been in flight at once",
-        ok_times[14]
+    eventually(
+        Duration::from_secs(10),
+        "10 requests held at the backend",
+        || peak.load(Ordering::SeqCst) == 10,
     );
-    assert_eq!(
-        backend.requests().len(),
-        15,
-        "only admitted requests reach the backend"
-    );
+    release.open();
+    let ok: Vec<Response> = (0..15)
+        .map(|_| rx.recv_timeout(Duration::from_secs(20)).expect("a 200").1)
+        .collect();
+    for r in &ok {
+        assert_eq!((r.status, r.body_str().as_str()), (200, "slow"));
+    }
+    for h in handles {
+        h.join().expect("client thread");
+    }
+    // The queued five waited for the first ten: never more than 10 at the backend at once.
+    assert_eq!(peak.load(Ordering::SeqCst), 10);
 
     // corelay keeps serving: every slot and queue place was given back.
     for round in 0..2 {
@@ -96,6 +96,9 @@ fn admission_queue_overflow_gets_503_with_retry_after() {
             r.status_line
         );
     }
+    // Only admitted requests reached the backend, counted once nothing can arrive any more.
+    cr.kill();
+    backend.settle();
     assert_eq!(backend.requests().len(), 17);
     backend.assert_no_panics();
 }
@@ -103,8 +106,9 @@ fn admission_queue_overflow_gets_503_with_retry_after() {
 /// A queued request that waits longer than `queue_timeout` gets 503 with Retry-After.
 #[test]
 fn queue_timeout_gets_503_with_retry_after() {
-    let backend = slow_backend(Duration::from_millis(1500), b"slow");
-    let cr = Corelay::start(
+    let release = Gate::new();
+    let (backend, _) = held_backend(&release, b"slow");
+    let mut cr = Corelay::start(
         &[backend.addr],
         &[
             "--max-requests-per-core",
@@ -118,6 +122,8 @@ fn queue_timeout_gets_503_with_retry_after() {
     let mut first = Client::connect(cr.addr);
     first.send(&get("/first"));
     backend.wait_requests(1, Duration::from_secs(5));
+    // The only slot is held until the test releases it: the 503 can only come from the
+    // queue timeout.
     let t = Instant::now();
     let mut second = Client::connect(cr.addr);
     let r = second.roundtrip(&get("/second"));
@@ -125,17 +131,21 @@ fn queue_timeout_gets_503_with_retry_after() {
     assert_eq!(r.status, 503, "{}", r.status_line);
     assert_eq!(r.header("retry-after"), Some("1"));
     assert!(
-        waited >= Duration::from_millis(250) && waited < Duration::from_millis(1300),
-        "503 after {waited:?}, expected after the 300 ms queue timeout"
+        waited >= Duration::from_millis(250),
+        "503 after {waited:?}, before the 300 ms queue timeout"
     );
+    release.open();
     assert_eq!(first.read_response().expect("first").status, 200);
+    cr.kill();
+    backend.settle();
     assert_eq!(backend.requests().len(), 1);
+    backend.assert_no_panics();
 }
 
 #[test]
 fn body_over_client_max_body_size_gets_413_and_reaches_no_backend() {
     let backend = Backend::http(|req| ok_response(format!("got {}", req.body.len()).as_bytes()));
-    let cr = Corelay::start(&[backend.addr], &["--client-max-body-size", "1k"]);
+    let mut cr = Corelay::start(&[backend.addr], &["--client-max-body-size", "1k"]);
     // 2 KiB announced and sent at once, as clients do.
     let mut c = Client::connect(cr.addr);
     let r = c.roundtrip(&post("/upload", &pattern(2048, 1)));
@@ -153,12 +163,6 @@ fn body_over_client_max_body_size_gets_413_and_reaches_no_backend() {
     c.set_read_timeout(Duration::from_secs(5));
     c.expect_closed();
     drop(c);
-    thread::sleep(Duration::from_millis(100));
-    assert_eq!(
-        backend.connections(),
-        0,
-        "a refused body reached the backend"
-    );
 
     // 512 bytes, and exactly the limit, pass whole.
     for (len, seed) in [(512, 3), (1024, 4)] {
@@ -175,7 +179,18 @@ fn body_over_client_max_body_size_gets_413_and_reaches_no_backend() {
         assert_eq!(got.request_line, "POST /upload HTTP/1.1");
         assert_bytes_eq(&got.body, &body, "forwarded body");
     }
-    assert_eq!(backend.requests().len(), 2);
+    // Once nothing can arrive any more: the backend got the two accepted requests and not a
+    // byte of the refused ones.
+    cr.kill();
+    backend.settle();
+    let reqs = backend.requests();
+    assert_eq!(reqs.len(), 2);
+    let forwarded: usize = reqs.iter().map(|r| r.raw_head.len() + r.body.len()).sum();
+    assert_eq!(
+        backend.total_received(),
+        forwarded,
+        "a refused body reached the backend"
+    );
     backend.assert_no_panics();
 }
 
@@ -184,7 +199,7 @@ fn body_over_client_max_body_size_gets_413_and_reaches_no_backend() {
 #[test]
 fn large_body_over_limit_still_reads_413() {
     let backend = Backend::ok(b"never");
-    let cr = Corelay::start(&[backend.addr], &["--client-max-body-size", "1k"]);
+    let mut cr = Corelay::start(&[backend.addr], &["--client-max-body-size", "1k"]);
     for round in 0..3 {
         let mut c = Client::connect(cr.addr);
         let body = pattern(256 * 1024, round);
@@ -201,6 +216,8 @@ fn large_body_over_limit_still_reads_413() {
             Err(e) => panic!("round {round}: the 413 was lost: {e:?}"),
         }
     }
+    cr.kill();
+    backend.settle();
     assert_eq!(backend.connections(), 0);
 }
 
@@ -278,4 +295,38 @@ fn chunked_body_over_client_max_body_size_gets_413() {
         "a 2 KiB chunked body with --client-max-body-size 1k: response {:?}, relayed whole to the backend: {whole_body_relayed}",
         r.as_ref().map(|r| r.status_line.clone())
     );
+}
+
+/// `--max-connections-per-client`: one address gets 429 past its cap, and the slot of a
+/// closed connection is given back (a leak would lock the client out for good).
+#[test]
+fn the_per_client_connection_cap_is_released_on_close() {
+    let backend = Backend::ok(b"ok");
+    let mut cr =
+        Corelay::start_with_metrics(&[backend.addr], &["--max-connections-per-client", "2"]);
+    for round in 0..3 {
+        let mut a = Client::connect(cr.addr);
+        let mut b = Client::connect(cr.addr);
+        assert_eq!(a.roundtrip(&get("/a")).status, 200, "round {round}");
+        assert_eq!(b.roundtrip(&get("/b")).status, 200, "round {round}");
+        let mut over = Client::connect(cr.addr);
+        over.send(&get("/over"));
+        let r = over.read_response().expect("429");
+        assert_eq!(r.status, 429, "round {round}: {}", r.status_line);
+        assert!(r.conn_close(), "{:?}", r.headers);
+        over.expect_closed();
+        // One closes: once corelay has seen it, the client may open another.
+        drop(a);
+        cr.wait_metric("corelay_connections_open", 1.0);
+        let mut c = Client::connect(cr.addr);
+        assert_eq!(c.roundtrip(&get("/c")).status, 200, "round {round}");
+        assert_eq!(b.roundtrip(&get("/b2")).status, 200, "round {round}");
+        drop((b, c));
+        cr.wait_metric("corelay_connections_open", 0.0);
+    }
+    cr.kill();
+    backend.settle();
+    // The refused connections sent nothing on.
+    assert!(backend.requests().iter().all(|r| r.target != "/over"));
+    assert_eq!(backend.requests().len(), 12);
 }

@@ -289,3 +289,62 @@ auth = { type = "bearer", tokens = ["t"] }
     }
     assert_eq!(f.backend.connections(), 0);
 }
+
+/// A cheap Argon2id hash (8 KiB, one pass): the budget test needs many verifications to be
+/// fast, so that they all fall inside one refill period.
+fn cheap_hash(password: &str) -> String {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let params = argon2::Params::new(8, 1, 1, None).unwrap();
+    let salt = SaltString::encode_b64(b"corelay-test-salt").unwrap();
+    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        .hash_password(password.as_bytes(), &salt)
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn the_basic_auth_verification_budget_gives_503_while_cached_users_pass() {
+    let hash = cheap_hash("pw");
+    let f = Fixture::start(&format!(
+        r#"
+[[routes]]
+path = "/basic"
+group = "default"
+auth = {{ type = "basic", users = {{ ann = '{hash}' }} }}
+"#
+    ));
+    let basic = |user_pass: &str| format!("Authorization: Basic {}", base64(user_pass.as_bytes()));
+    // ann is verified once and cached.
+    assert_eq!(f.send("/basic", &[&basic("ann:pw")]).status, 200);
+    // A burst of wrong passwords (failures are never cached), all at once: the budget (a
+    // burst of 10, refilled at 5 per second) runs out long before 40 of them are verified.
+    let addr = f.cr.addr;
+    let guesses: Vec<_> = (0..40)
+        .map(|i| {
+            let h = basic(&format!("ann:guess{i}"));
+            std::thread::spawn(move || {
+                let req = format!("GET /basic HTTP/1.1\r\nHost: auth.test\r\n{h}\r\n\r\n");
+                Client::connect(addr).roundtrip(req.as_bytes())
+            })
+        })
+        .collect();
+    let answers: Vec<Response> = guesses.into_iter().map(|g| g.join().unwrap()).collect();
+    let throttled: Vec<&Response> = answers.iter().filter(|r| r.status == 503).collect();
+    assert!(
+        answers.iter().all(|r| r.status == 403 || r.status == 503),
+        "{:?}",
+        answers.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert!(
+        !throttled.is_empty(),
+        "40 guesses at once were all verified"
+    );
+    for r in &throttled {
+        assert_eq!(r.header("retry-after"), Some("1"), "{:?}", r.headers);
+    }
+    // The cached user still passes while the budget is spent.
+    let r = f.send("/basic", &[&basic("ann:pw")]);
+    assert_eq!(r.status, 200, "{}", r.status_line);
+    // Only the two good requests reached the backend.
+    assert_eq!(f.backend.requests().len(), 2);
+}

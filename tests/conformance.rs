@@ -496,20 +496,40 @@ fn max_forwards_zero_is_not_forwarded() {
     // its value prior to forwarding the request. If the received value is
     // zero (0), the intermediary MUST NOT forward the request; instead, the
     // intermediary MUST respond as the final recipient."
-    for req in [
-        &b"TRACE /t HTTP/1.1\r\nHost: h\r\nMax-Forwards: 0\r\n\r\n"[..],
-        b"OPTIONS * HTTP/1.1\r\nHost: h\r\nMax-Forwards: 0\r\n\r\n",
+    // corelay answers as the final recipient: 200 to both (RFC 9110 §9.3.7, §9.3.8), the
+    // TRACE one reflecting the request as `message/http`, the OPTIONS one with Allow.
+    for (req, content_type, body) in [
+        (
+            &b"TRACE /t HTTP/1.1\r\nHost: h\r\nMax-Forwards: 0\r\n\r\n"[..],
+            Some("message/http"),
+            &b"TRACE /t HTTP/1.1\r\nHost: h\r\nMax-Forwards: 0\r\n\r\n"[..],
+        ),
+        (
+            b"OPTIONS * HTTP/1.1\r\nHost: h\r\nMax-Forwards: 0\r\n\r\n",
+            None,
+            b"",
+        ),
     ] {
         let be = fwd_backend();
         let mut cr = Corelay::start(&[be.addr], &[]);
         let mut c = Client::connect(cr.addr);
         c.send(req);
-        let r = c.read_response();
-        assert!(
-            r.is_ok(),
-            "{:?}: no response from the final recipient: {r:?}",
-            String::from_utf8_lossy(req)
-        );
+        let what = String::from_utf8_lossy(req).into_owned();
+        let r = c
+            .read_response()
+            .unwrap_or_else(|e| panic!("{what:?}: no response from the final recipient: {e:?}"));
+        assert_eq!(r.status_line, "HTTP/1.1 200 OK", "{what:?}");
+        assert_eq!(r.header("content-type"), content_type, "{what:?}");
+        assert_bytes_eq(&r.body, body, &what);
+        if content_type.is_none() {
+            assert_eq!(
+                r.header("allow"),
+                Some("GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH"),
+                "{what:?}"
+            );
+        }
+        // Answered locally, the connection stays usable (no body to skip).
+        assert!(!r.conn_close(), "{what:?}: {:?}", r.headers);
         drop(c);
         backend_got_nothing(&mut cr, &be);
     }

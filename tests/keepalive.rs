@@ -281,7 +281,6 @@ fn idle_backend_connection_is_closed_after_backend_idle_timeout() {
         idle >= Duration::from_millis(250),
         "closed after {idle:?}, before the 300ms idle timeout"
     );
-    assert!(idle < Duration::from_secs(3), "closed after {idle:?}");
 }
 
 #[test]
@@ -295,7 +294,6 @@ fn idle_client_connection_is_closed_after_keepalive_timeout() {
     c.expect_closed();
     let idle = t0.elapsed();
     assert!(idle >= Duration::from_millis(400), "closed after {idle:?}");
-    assert!(idle < Duration::from_secs(3), "closed after {idle:?}");
 }
 
 #[test]
@@ -462,7 +460,7 @@ fn one_request_per_connection() -> Backend {
 /// twice: on the reused connection, then on a fresh one.
 fn check_retried(requests: &[(&str, &str)]) {
     let be = one_request_per_connection();
-    let cr = Corelay::start(&[be.addr], &["--backend-idle-timeout", "10s"]);
+    let cr = Corelay::start_with_metrics(&[be.addr], &["--backend-idle-timeout", "10s"]);
     let mut c = Client::connect(cr.addr);
     assert_eq!(c.roundtrip(&get("/0")).status, 200);
     for (i, (m, extra)) in requests.iter().enumerate() {
@@ -493,6 +491,10 @@ fn check_retried(requests: &[(&str, &str)]) {
             "request /{i} attempts on backend connections {tries:?}"
         );
     }
+    assert_eq!(
+        cr.metric("corelay_backend_retries_total"),
+        requests.len() as f64
+    );
 }
 
 #[test]
@@ -630,10 +632,9 @@ fn header_timeout_applies_to_later_requests_on_a_connection() {
         Err(e) => assert!(e.is_closed(), "incomplete second head not cut: {e:?}"),
     }
     let took = t0.elapsed();
-    assert!(
-        took >= Duration::from_millis(900) && took <= Duration::from_secs(3),
-        "cut after {took:?}"
-    );
+    // Only the header timeout can end this (the client's own read timeout is 5 s); a
+    // loaded machine only makes it later.
+    assert!(took >= Duration::from_millis(900), "cut after {took:?}");
 }
 
 #[test]

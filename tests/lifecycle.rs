@@ -4,7 +4,6 @@
 mod common;
 use common::*;
 use std::net::TcpStream;
-use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -141,12 +140,14 @@ fn new_connection_refused(addr: std::net::SocketAddr) -> Result<bool, String> {
 
 #[test]
 fn sigterm_drains_in_flight_requests_then_exits_0() {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let tx = Mutex::new(tx);
+    // The in-flight request is held at the backend until the test releases it, so the
+    // process cannot exit before: whatever happens to the idle connection meanwhile happens
+    // during the drain.
+    let release = Gate::new();
+    let held = release.clone();
     let be = Backend::http(move |req| {
         if req.target == "/slow" {
-            let _ = tx.lock().unwrap().send(());
-            thread::sleep(Duration::from_secs(1));
+            assert!(held.wait(Duration::from_secs(20)), "never released");
             ok_response(b"drained")
         } else {
             ok_response(b"fast")
@@ -159,8 +160,7 @@ fn sigterm_drains_in_flight_requests_then_exits_0() {
     // The in-flight request.
     let mut c = Client::connect(cr.addr);
     c.send(&get("/slow"));
-    rx.recv_timeout(Duration::from_secs(5))
-        .expect("the request never reached the backend");
+    be.wait_requests(2, Duration::from_secs(5));
     let t0 = Instant::now();
     cr.signal(SIGTERM);
 
@@ -178,10 +178,20 @@ fn sigterm_drains_in_flight_requests_then_exits_0() {
         thread::sleep(Duration::from_millis(50));
     }
 
+    // The idle connection is closed while the process still drains the held request.
+    idle.set_read_timeout(Duration::from_secs(5));
+    idle.expect_closed();
+    assert!(
+        cr.wait_exit(Duration::ZERO).is_none(),
+        "corelay exited with a request in flight"
+    );
+    release.open();
+
     let r = c
         .read_response()
         .expect("in-flight request was not completed during the drain");
     assert_eq!((r.status, r.body.as_slice()), (200, &b"drained"[..]));
+    assert!(r.conn_close(), "{:?}", r.headers);
     let st = cr
         .wait_exit(Duration::from_secs(5))
         .expect("corelay did not exit within 5s after the drain");
@@ -191,8 +201,7 @@ fn sigterm_drains_in_flight_requests_then_exits_0() {
         "exit status {st:?}; stderr:\n{}",
         cr.stderr()
     );
-    idle.set_read_timeout(Duration::from_secs(1));
-    idle.expect_closed();
+    be.assert_no_panics();
 }
 
 #[test]
@@ -216,7 +225,6 @@ fn drain_timeout_bounds_shutdown() {
         took >= Duration::from_millis(400),
         "exited after {took:?}, before the drain timeout"
     );
-    assert!(took < Duration::from_secs(3), "exited after {took:?}");
     assert_eq!(
         st.code(),
         Some(0),

@@ -5,7 +5,6 @@
 mod common;
 use common::*;
 
-use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -271,12 +270,14 @@ fn normalised_path_is_routed_and_dot_segments_get_400() {
     f.expect_refused("api.test", "/api/%zz", 400);
 }
 
-/// Two backends, one answering after 1 s: with `least_requests` most requests go to the
-/// fast one (round-robin would send it half).
+/// Two backends, one holding its requests: with `least_requests`, while it holds one every
+/// new request goes to the other (round-robin would send it every second one).
 #[test]
 fn least_requests_sends_work_away_from_a_slow_backend() {
-    let slow = Backend::http(|_| {
-        thread::sleep(Duration::from_secs(1));
+    let release = Gate::new();
+    let held = release.clone();
+    let slow = Backend::http(move |_| {
+        assert!(held.wait(Duration::from_secs(30)), "never released");
         ok_response(b"slow")
     });
     let fast = Backend::ok(b"fast");
@@ -289,45 +290,40 @@ fn least_requests_sends_work_away_from_a_slow_backend() {
         ),
     );
     let cr = Corelay::start_with_config(&cfg.path, &[]);
-    // Clients send requests back to back for the same window of time, so that the load stays
-    // even until the end (a lone client would see both backends idle and alternate).
-    const CLIENTS: usize = 8;
-    const WINDOW: Duration = Duration::from_secs(2);
-    let barrier = Arc::new(Barrier::new(CLIENTS));
-    let started = Instant::now();
-    let handles: Vec<_> = (0..CLIENTS)
-        .map(|i| {
-            let (addr, barrier) = (cr.addr, barrier.clone());
-            thread::spawn(move || {
-                let mut c = Client::connect(addr);
-                barrier.wait();
-                let until = Instant::now() + WINDOW;
-                let mut bodies = Vec::new();
-                let mut j = 0;
-                while Instant::now() < until {
-                    let r = c.roundtrip(&get(&format!("/c{i}/r{j}")));
-                    assert_eq!(r.status, 200, "{}", r.status_line);
-                    bodies.push(r.body_str());
-                    j += 1;
-                }
-                bodies
-            })
-        })
-        .collect();
-    let bodies: Vec<String> = handles
-        .into_iter()
-        .flat_map(|h| h.join().expect("client thread"))
-        .collect();
-    let total = bodies.len();
-    let to_slow = bodies.iter().filter(|b| *b == "slow").count();
-    let to_fast = bodies.iter().filter(|b| *b == "fast").count();
-    assert_eq!(to_slow + to_fast, total);
-    assert_eq!(slow.requests().len(), to_slow);
-    assert_eq!(fast.requests().len(), to_fast);
-    assert!(
-        to_slow * 5 <= total,
-        "least_requests sent {to_slow} of {total} requests to the slow backend (at most 20% expected)"
-    );
-    // Each request to the slow backend costs its client a second.
-    assert!(started.elapsed() < Duration::from_secs(20));
+    // Requests on their own connections until one is held by the slow backend (with both
+    // idle the tie-break picks either; each that goes to the fast one comes straight back).
+    let mut held_clients = Vec::new();
+    for i in 0..4 {
+        let addr = cr.addr;
+        held_clients.push(thread::spawn(move || {
+            Client::connect(addr).roundtrip(&get(&format!("/hold{i}")))
+        }));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while slow.requests().is_empty()
+            && !held_clients.last().unwrap().is_finished()
+            && Instant::now() < deadline
+        {
+            thread::sleep(Duration::from_millis(5));
+        }
+        if !slow.requests().is_empty() {
+            break;
+        }
+    }
+    slow.wait_requests(1, Duration::from_secs(10));
+    // One request in flight there, none at the fast one: every request goes to the fast one.
+    let mut c = Client::connect(cr.addr);
+    for j in 0..20 {
+        let r = c.roundtrip(&get(&format!("/r{j}")));
+        assert_eq!(
+            (r.status, r.body_str().as_str()),
+            (200, "fast"),
+            "request {j}: least_requests picked the busy backend"
+        );
+    }
+    assert_eq!(slow.requests().len(), 1);
+    release.open();
+    for h in held_clients {
+        assert_eq!(h.join().expect("client thread").status, 200);
+    }
+    slow.assert_no_panics();
 }

@@ -526,3 +526,110 @@ fn a_reset_client_ends_the_tunnel_and_closes_the_backend() {
     server.shutdown_handle().trigger();
     server.join().unwrap();
 }
+
+#[test]
+fn a_dropped_relay_keeps_its_write_buffer_until_the_completion_arrives() {
+    // A relay from the client to a backend that never reads: its write sits in the kernel
+    // with a relay buffer. The handler drops the relay and, in the same task run (no loop
+    // turn in between, so no completion can have been reaped), reads the free count: the
+    // write's buffer must still be out of the ring, because the kernel may still be reading
+    // it. Freeing it on drop (a use-after-free of a registered buffer: the next receive
+    // could overwrite bytes the kernel is sending) would show it free here.
+    use std::sync::{mpsc, Arc, Mutex, OnceLock};
+    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+    let baddr = backend.local_addr().unwrap();
+    let (close_tx, close_rx) = mpsc::channel::<()>();
+    let origin = thread::spawn(move || {
+        let (s, _) = backend.accept().unwrap();
+        // Hold the connection, reading nothing, until the test is done.
+        let _ = close_rx.recv_timeout(Duration::from_secs(30));
+        drop(s);
+    });
+    let gauges: Arc<OnceLock<Arc<shards::RingGauges>>> = Arc::new(OnceLock::new());
+    let (seen_tx, seen_rx) = mpsc::channel::<(u64, u64, u64)>();
+    let seen_tx = Arc::new(Mutex::new(seen_tx));
+    let g2 = gauges.clone();
+    let server = Server::start(config(small_engine()), move |ctx| {
+        let engine = ctx.engine.clone();
+        let gauges = g2.clone();
+        let seen = seen_tx.clone();
+        move |mut conn: Conn, _peer| {
+            let engine = engine.clone();
+            let gauges = gauges.clone();
+            let seen = seen.clone();
+            async move {
+                let g = gauges.get().expect("gauges published").clone();
+                let mut b = Conn::connect(&engine, baddr, Duration::from_secs(5))
+                    .await
+                    .unwrap();
+                // Give up once the transfer has held its K = 2 buffers (one in the stuck
+                // write, one filled behind it) for 100 ms.
+                let stuck = async {
+                    let mut since: Option<Instant> = None;
+                    loop {
+                        engine
+                            .sleep_until(Instant::now() + Duration::from_millis(10))
+                            .await;
+                        if g.free.load(Relaxed) == 8 - 2 {
+                            let t = *since.get_or_insert_with(Instant::now);
+                            if t.elapsed() >= Duration::from_millis(100) {
+                                return;
+                            }
+                        } else {
+                            since = None;
+                        }
+                    }
+                };
+                let orphaned_before = g.orphaned.load(Relaxed);
+                let done = future::or(
+                    async { Some(shards::relay(&mut conn, &mut b, None, 2).await) },
+                    async {
+                        stuck.await;
+                        None
+                    },
+                )
+                .await;
+                assert!(done.is_none(), "the relay ended: {done:?}");
+                // The relay future is dropped: read the gauges before any turn.
+                let free = g.free.load(Relaxed);
+                let orphaned = g.orphaned.load(Relaxed);
+                seen.lock()
+                    .unwrap()
+                    .send((free, orphaned_before, orphaned))
+                    .unwrap();
+            }
+        }
+    })
+    .unwrap();
+    let shard = server.shards()[0].clone();
+    gauges.set(shard.gauges.clone()).unwrap();
+    let c = connect(server.local_addr());
+    let mut w = c.try_clone().unwrap();
+    let writer = thread::spawn(move || {
+        let chunk = vec![9u8; 64 * 1024];
+        for _ in 0..(256 << 20) / chunk.len() {
+            if w.write_all(&chunk).is_err() {
+                return;
+            }
+        }
+    });
+    let (free, orphaned_before, orphaned) = seen_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the handler gave up on the relay");
+    assert!(
+        free < 8,
+        "the stuck write's relay buffer was back in the ring before its completion (free {free})"
+    );
+    assert!(
+        orphaned > orphaned_before,
+        "the write in flight was not orphaned"
+    );
+    // Its completion (the cancel) gives it back.
+    all_back(&shard, 8);
+    close_tx.send(()).unwrap();
+    origin.join().unwrap();
+    let _ = c.shutdown(std::net::Shutdown::Both);
+    writer.join().unwrap();
+    server.shutdown_handle().trigger();
+    server.join().unwrap();
+}

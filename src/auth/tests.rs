@@ -331,9 +331,9 @@ fn cache_hit_avoids_rehashing() {
 }
 
 #[test]
-fn cache_hit_is_much_faster_than_a_verification() {
-    // With the real parameters a miss costs one full Argon2 run; a hit costs
-    // one SHA-256. Timed as the best of a few runs each, to resist noise.
+fn cache_hit_with_real_parameters_runs_no_verification() {
+    // With the real parameters a miss costs one full Argon2 run; a hit costs one SHA-256.
+    // Counted, not timed: a timing ratio flakes on a loaded machine.
     let users = vec![("ann".to_string(), hash_password("pw"))];
     let a = Authorizer::new(
         &AuthConfig::Basic {
@@ -344,19 +344,12 @@ fn cache_hit_is_much_faster_than_a_verification() {
     )
     .unwrap();
     let ann = basic_header(b"ann:pw");
-    let t = Instant::now();
     assert_eq!(check(&a, &ann), allow(Some("ann")));
-    let miss = t.elapsed();
-    let hit = (0..5)
-        .map(|_| {
-            let t = Instant::now();
-            assert_eq!(check(&a, &ann), allow(Some("ann")));
-            t.elapsed()
-        })
-        .min()
-        .unwrap();
     assert_eq!(a.verifications(), 1);
-    assert!(hit * 20 < miss, "hit {hit:?} vs miss {miss:?}");
+    for _ in 0..5 {
+        assert_eq!(check(&a, &ann), allow(Some("ann")));
+    }
+    assert_eq!(a.verifications(), 1, "a cache hit ran Argon2");
 }
 
 #[test]
@@ -393,8 +386,17 @@ fn password_verifications_are_budgeted_and_cached_users_still_pass() {
     assert_eq!(Decision::Throttled.status(), Some(503));
     assert_eq!(a.verifications(), 3, "a throttled check runs no Argon2");
     assert_eq!(check(&a, &basic_header(b"ann:pw")), allow(Some("ann")));
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // The bucket's clock moved back by 1.1 s (instead of sleeping): one token refilled at
+    // 1 per second, so one more verification runs, and then none.
+    let Scheme::Basic(b) = &a.scheme else {
+        unreachable!()
+    };
+    b.budget
+        .at
+        .set(b.budget.at.get() - Duration::from_millis(1100));
     assert_eq!(check(&a, &basic_header(b"ann:x4")), Decision::Denied);
+    assert_eq!(check(&a, &basic_header(b"ann:x5")), Decision::Throttled);
+    assert_eq!(a.verifications(), 4);
 }
 
 #[test]

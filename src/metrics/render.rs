@@ -21,7 +21,7 @@ type Row = (
     fn(&ShardMetrics) -> u64,
 );
 
-const SHARD_ROWS: [Row; 26] = [
+const SHARD_ROWS: [Row; 27] = [
     (
         "corelay_connections_open",
         "gauge",
@@ -177,6 +177,12 @@ const SHARD_ROWS: [Row; 26] = [
         "gauge",
         "Head buffers lent to connections now.",
         |m| load(&m.engine.head_buffers_out),
+    ),
+    (
+        "corelay_engine_ops_in_flight",
+        "gauge",
+        "Operations in the kernel, orphans included: at rest only the listener's accepts.",
+        |m| load(&m.engine.ops_in_flight),
     ),
 ];
 

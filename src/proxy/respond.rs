@@ -174,7 +174,10 @@ pub async fn relay(
         return Err(e);
     }
     fwd.reusable = backend_reusable && fwd.backend.peer.buffered().is_empty();
-    Ok(if keep_alive {
+    // A drain that began while the body was relayed ends the connection too: requests the
+    // client pipelined behind this one must not reach a backend now (the head already went
+    // out without `Connection: close`, so the client sees an ordinary close and retries them).
+    Ok(if keep_alive && !shard.shutdown.is_triggered() {
         Next::KeepAlive
     } else {
         Next::Close

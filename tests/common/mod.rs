@@ -1742,3 +1742,74 @@ pub fn base64(input: &[u8]) -> String {
     }
     out
 }
+
+// ---------------------------------------------------------------------------
+// events between a test and its scripted peers
+// ---------------------------------------------------------------------------
+
+/// A latch a test opens once; scripts (backends, origins) wait on it, so a test decides when
+/// a peer moves on instead of sleeping and hoping the other side got there.
+#[derive(Clone, Default)]
+pub struct Gate {
+    inner: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Gate {
+    pub fn new() -> Gate {
+        Gate::default()
+    }
+
+    pub fn open(&self) {
+        *self.inner.0.lock().unwrap() = true;
+        self.inner.1.notify_all();
+    }
+
+    pub fn is_open(&self) -> bool {
+        *self.inner.0.lock().unwrap()
+    }
+
+    /// Waits until the gate is open; false if `timeout` passed first.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut open = self.inner.0.lock().unwrap();
+        while !*open {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            open = self.inner.1.wait_timeout(open, left).unwrap().0;
+        }
+        true
+    }
+}
+
+impl Corelay {
+    /// Waits until metric `name` (summed over shards) equals `value`.
+    pub fn wait_metric(&self, name: &str, value: f64) {
+        eventually(
+            Duration::from_secs(10),
+            &format!("{name} == {value}"),
+            || self.metric(name) == value,
+        );
+    }
+
+    /// The relay buffers all free and no head buffer held: what every test that cuts a
+    /// transfer checks at its end.
+    pub fn wait_buffers_back(&self) {
+        let total = self.metric("corelay_relay_buffers_total");
+        self.wait_metric("corelay_relay_buffers_free", total);
+        self.wait_metric("corelay_engine_head_buffers_held", 0.0);
+    }
+
+    /// Nothing held at all: no client connection, no pooled backend connection, every buffer
+    /// back, and in the kernel only the listeners' accepts (every orphaned operation
+    /// completed; an open connection would have its receive there). The operations gauge is
+    /// written once per loop turn, so call this after some traffic, not right after start.
+    pub fn wait_at_rest(&self) {
+        self.wait_metric("corelay_connections_open", 0.0);
+        self.wait_metric("corelay_backend_idle_connections", 0.0);
+        self.wait_buffers_back();
+        let accepts = (shards::engine::ACCEPT_DEPTH * self.shard_addrs.len()) as f64;
+        self.wait_metric("corelay_engine_ops_in_flight", accepts);
+    }
+}
