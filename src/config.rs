@@ -13,7 +13,7 @@ use clap::Parser;
 
 use crate::config_file::{self, FileConfig};
 
-use crate::http1::{Limits, MAX_HEADERS_LIMIT};
+use crate::http1::{Limits, UnderscoreAction, MAX_HEADERS_LIMIT, MAX_HEADER_BYTES_LIMIT};
 
 /// A thread-per-core HTTP/1.1 reverse proxy on io_uring.
 #[derive(Parser, Debug)]
@@ -108,6 +108,13 @@ pub struct Args {
     /// Longest request-target, in bytes; longer gets 414.
     #[arg(long, value_name = "SIZE", default_value = "8192", value_parser = parse_size)]
     pub max_target_len: usize,
+
+    /// Request header fields whose name contains `_`, which CGI- and WSGI-style backends read
+    /// as `-` (`Content_Length` as Content-Length): `drop` leaves them out (as nginx does by
+    /// default), `reject` answers 400, `allow` forwards them, except names that read as a
+    /// framing or proxy field, which get 400.
+    #[arg(long, value_name = "ACTION", default_value = "drop", value_parser = parse_underscores)]
+    pub headers_with_underscores: UnderscoreAction,
 
     /// Absolute deadline for a client to send a complete request head, from its first byte
     /// (against slowloris); expiry gets 408.
@@ -418,6 +425,12 @@ impl Config {
                 args.max_header_bytes
             ));
         }
+        if args.max_header_bytes > MAX_HEADER_BYTES_LIMIT {
+            return Err(format!(
+                "--max-header-bytes {}: must be at most {MAX_HEADER_BYTES_LIMIT} (1 MiB)",
+                args.max_header_bytes
+            ));
+        }
         if args.max_headers > MAX_HEADERS_LIMIT {
             return Err(format!(
                 "--max-headers {}: must be at most {MAX_HEADERS_LIMIT}",
@@ -449,6 +462,7 @@ impl Config {
                 max_header_bytes: args.max_header_bytes,
                 max_headers: args.max_headers,
                 max_target_len: args.max_target_len,
+                underscores: args.headers_with_underscores,
             },
             client_header_timeout: args.client_header_timeout,
             client_keepalive_timeout: args.client_keepalive_timeout,
@@ -767,6 +781,11 @@ fn positive_usize(s: &str) -> Result<usize, String> {
     }
 }
 
+fn parse_underscores(s: &str) -> Result<UnderscoreAction, String> {
+    UnderscoreAction::from_name(s)
+        .ok_or_else(|| format!("expected one of {}", UnderscoreAction::NAMES.join(", ")))
+}
+
 fn positive_u32(s: &str) -> Result<u32, String> {
     match s.parse::<u32>() {
         Ok(0) => Err("must be at least 1".into()),
@@ -937,5 +956,52 @@ mod tests {
         let c = run_of(base);
         assert_eq!(c.relay, RelayMode::Auto);
         assert_eq!(c.max_buffers_per_transfer, DEFAULT_MAX_BUFFERS_PER_TRANSFER);
+    }
+    #[test]
+    fn head_limits_are_bounded() {
+        let with = |flag: &str, v: &str| {
+            parse_args(["corelay", "--backend", "127.0.0.1:1", flag, v]).map(|a| match a {
+                Action::Run(c) => c.limits,
+                _ => panic!("not a run"),
+            })
+        };
+        assert_eq!(
+            with("--max-header-bytes", "1MiB").unwrap().max_header_bytes,
+            MAX_HEADER_BYTES_LIMIT
+        );
+        let e = with("--max-header-bytes", "1048577").unwrap_err();
+        assert!(
+            e.contains("--max-header-bytes") && e.contains("at most"),
+            "{e}"
+        );
+        assert_eq!(
+            with("--max-headers", "512").unwrap().max_headers,
+            MAX_HEADERS_LIMIT
+        );
+        let e = with("--max-headers", "513").unwrap_err();
+        assert!(e.contains("--max-headers") && e.contains("at most"), "{e}");
+    }
+
+    #[test]
+    fn headers_with_underscores_flag() {
+        let base = ["corelay", "--backend", "127.0.0.1:1"];
+        assert_eq!(run_of(base).limits.underscores, UnderscoreAction::Drop);
+        for (name, action) in [
+            ("allow", UnderscoreAction::Allow),
+            ("drop", UnderscoreAction::Drop),
+            ("reject", UnderscoreAction::Reject),
+        ] {
+            let mut args = base.to_vec();
+            args.extend(["--headers-with-underscores", name]);
+            assert_eq!(run_of(args).limits.underscores, action);
+        }
+        let mut args = base.to_vec();
+        args.extend(["--headers-with-underscores", "ignore"]);
+        let e = err_of(&args);
+        assert!(
+            e.contains("--headers-with-underscores") && e.contains("allow, drop, reject"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
     }
 }

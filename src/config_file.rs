@@ -60,6 +60,7 @@ flag_keys!(
     max_header_bytes,
     max_headers,
     max_target_len,
+    headers_with_underscores,
     client_header_timeout,
     client_keepalive_timeout,
     client_body_timeout,

@@ -10,6 +10,7 @@
 //! feeding a line in many small pieces costs O(line) in total, not O(line²).
 
 use super::chunked::{ChunkError, MAX_CHUNK_LINE};
+use super::limits::MAX_CHUNK_SIZE;
 use super::syntax::{is_tchar, is_ws};
 
 /// A u64 holds 16 hex digits; a 17th (even a leading zero) is refused rather
@@ -111,6 +112,9 @@ impl SizeLineScanner {
                 Some(d) => {
                     self.size = self.size << 4 | u64::from(d);
                     self.digits += 1;
+                    if self.size > MAX_CHUNK_SIZE {
+                        return Err(ChunkError::SizeOverflow);
+                    }
                     Ok(Digits)
                 }
                 None if self.digits == 0 => bad,
@@ -200,7 +204,18 @@ mod tests {
         assert_eq!(both(b"a\r\n"), done(3, 10));
         assert_eq!(both(b"Ff\r\nrest"), done(4, 255));
         assert_eq!(both(b"000010\r\n"), done(8, 16));
-        assert_eq!(both(b"ffffffffffffffff\r\n"), done(18, u64::MAX));
+        assert_eq!(both(b"00000000000000ff\r\n"), done(18, 255));
+    }
+
+    #[test]
+    fn size_bound() {
+        // MAX_CHUNK_SIZE is 2^53 - 1: at the bound, and one past it.
+        assert_eq!(both(b"1fffffffffffff\r\n"), done(16, MAX_CHUNK_SIZE));
+        assert_eq!(both(b"001fffffffffffff\r\n"), done(18, MAX_CHUNK_SIZE));
+        assert_eq!(both(b"20000000000000\r\n"), Err(ChunkError::SizeOverflow));
+        // Refused as soon as the digits pass it, before the line ends.
+        assert_eq!(both(b"20000000000000"), Err(ChunkError::SizeOverflow));
+        assert_eq!(both(b"ffffffffffffffff\r\n"), Err(ChunkError::SizeOverflow));
     }
 
     #[test]

@@ -25,6 +25,11 @@ pub const MAX_CHUNK_LINE: usize = 4096;
 /// they are header fields in all but position.
 pub const MAX_TRAILER_BYTES: usize = 16 * 1024;
 
+/// Most field lines in a trailer section: the default header count limit, since backends
+/// that merge trailers into the header section count them against their own (100 in
+/// hyper and Apache).
+pub const MAX_TRAILER_FIELDS: usize = super::limits::DEFAULT_MAX_HEADERS;
+
 /// Ends every chunk's data.
 pub const CHUNK_DATA_END: &[u8] = b"\r\n";
 
@@ -210,6 +215,7 @@ pub fn encode_last_chunk(trailers: &[u8], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http1::MAX_CHUNK_SIZE;
 
     /// What a caller sees: body data and trailers, or the first error.
     #[derive(Debug, PartialEq, Eq)]
@@ -395,10 +401,24 @@ mod tests {
             decode_all_ways(b"10000000000000000\r\n"),
             Err(ChunkError::SizeOverflow)
         );
+        // MAX_CHUNK_SIZE: at the bound, and one past it.
         let mut d = ChunkedDecoder::new();
         assert_eq!(
-            d.feed(b"ffffffffffffffff\r\n"),
-            Ok((18, Chunk::Data { len: u64::MAX }))
+            d.feed(b"1fffffffffffff\r\n"),
+            Ok((
+                16,
+                Chunk::Data {
+                    len: MAX_CHUNK_SIZE
+                }
+            ))
+        );
+        assert_eq!(
+            decode_all_ways(b"20000000000000\r\n"),
+            Err(ChunkError::SizeOverflow)
+        );
+        assert_eq!(
+            decode_all_ways(b"ffffffffffffffff\r\n"),
+            Err(ChunkError::SizeOverflow)
         );
         let mut long = b"5;x=".to_vec();
         long.resize(MAX_CHUNK_LINE + 10, b'a');

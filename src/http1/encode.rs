@@ -14,6 +14,7 @@ use super::date::write_date_field;
 use super::request::{Method, RequestBody, RequestHead, Version};
 use super::response::ResponseHead;
 use super::span::HeaderSpan;
+use super::syntax::name_reads_as;
 
 /// What the proxy adds about the client connection.
 #[derive(Clone, Copy, Debug)]
@@ -28,7 +29,8 @@ pub struct ForwardInfo<'a> {
     /// Header names (ASCII case-insensitive) never forwarded: the credential
     /// fields that the proxy itself checked (`Authorization`, an API-key
     /// header), so that a secret meant for the proxy does not reach the
-    /// backend or its logs. Empty to forward everything.
+    /// backend or its logs. Their underscore spellings (`X_Api_Key`) go too, since a CGI-style
+    /// backend reads them as the same field. Empty to forward everything.
     pub strip: &'a [&'a [u8]],
     /// Upgrade protocols to pass on (lower-case names; see `connection::upgrade_allowed`):
     /// when the request offers one of them, it goes out with `Connection: upgrade` and an
@@ -120,7 +122,10 @@ pub fn encode_request_to(
     for h in headers {
         let name = h.name.get(buf);
         let rewritten = is_listed(REQUEST_REWRITTEN, name)
-            || info.strip.iter().any(|n| name.eq_ignore_ascii_case(n))
+            || info
+                .strip
+                .iter()
+                .any(|n| name.eq_ignore_ascii_case(n) || name_reads_as(name, n))
             || (max_forwards.is_some() && name.eq_ignore_ascii_case(b"max-forwards"));
         if !rewritten && !connection::is_hop_field(buf, headers, name) {
             write_field(buf, h, out);
@@ -337,6 +342,26 @@ mod tests {
     }
 
     #[test]
+    fn request_strip_removes_underscore_spellings() {
+        // With underscores allowed, `X_Api_Key` is the same field to a CGI-style backend.
+        let buf = b"GET / HTTP/1.1\r\nHost: h\r\nX_Api_Key: k\r\nX_Api_Key_Id: 7\r\n\r\n";
+        let mut head = RequestHead::new();
+        let limits = Limits {
+            underscores: crate::http1::UnderscoreAction::Allow,
+            ..Limits::default()
+        };
+        parse_request(buf, &limits, &mut head).unwrap();
+        let strip: &[&[u8]] = &[b"X-API-Key"];
+        let mut out = Vec::new();
+        encode_request(buf, &head, &ForwardInfo { strip, ..info() }, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET / HTTP/1.1\r\nHost: h\r\nX_Api_Key_Id: 7\r\n\
+             X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\nVia: 1.1 corelay\r\n\r\n"
+        );
+    }
+
+    #[test]
     fn request_ipv6_client() {
         let buf = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n";
         let mut head = RequestHead::new();
@@ -502,7 +527,10 @@ mod tests {
             b"OPTIONS * HTTP/1.1\r\nHost: h\r\nMax-Forwards: 99999999999999999999999\r\n\r\n",
         );
         assert!(
-            out.contains(&format!("\r\nMax-Forwards: {}\r\n", u64::MAX - 1)),
+            out.contains(&format!(
+                "\r\nMax-Forwards: {}\r\n",
+                crate::http1::MAX_FORWARDS_LIMIT - 1
+            )),
             "{out}"
         );
         // Other methods: passed through as received, valid or not.

@@ -3,6 +3,8 @@
 //! Every limit exists to bound the memory and CPU one connection can make a
 //! shard spend before the proxy has decided anything about the request.
 
+use super::underscores::UnderscoreAction;
+
 /// Default cap on the whole head (start line + header fields + final CRLF).
 ///
 /// 16 KiB is above what real browsers and API clients send (large cookies
@@ -42,7 +44,26 @@ pub const MAX_HEADERS_LIMIT: usize = 512;
 /// framing disagreement that enables request smuggling.
 pub const MAX_CONTENT_LENGTH: u64 = (1 << 53) - 1;
 
-/// Limits for parsing one message head.
+/// Largest chunk size accepted, the same as [`MAX_CONTENT_LENGTH`].
+///
+/// A chunk-size is a body length too, and backends parse it into the same types (Java's
+/// `Long.parseLong(s, 16)` goes negative above 2^63 - 1, JavaScript's `parseInt` rounds
+/// above 2^53), so a larger one would split the body somewhere else there.
+pub const MAX_CHUNK_SIZE: u64 = MAX_CONTENT_LENGTH;
+
+/// Largest `max_header_bytes` a configuration may set, 1 MiB.
+///
+/// Go's default (`http.DefaultMaxHeaderBytes`) and far above nginx's, Apache's and Node's
+/// (8-32 KiB): a larger head would be refused by the backend anyway. It also keeps every
+/// offset in a head well inside the `u32` of a `Span`.
+pub const MAX_HEADER_BYTES_LIMIT: usize = 1 << 20;
+
+/// Largest Max-Forwards value kept: larger ones are read as this (RFC 9110 §7.6.2 lets a
+/// proxy forward its own maximum), so the value sent on fits a signed 32-bit integer,
+/// which is what backends parse hop counts into.
+pub const MAX_FORWARDS_LIMIT: u64 = i32::MAX as u64;
+
+/// Limits for parsing one message head, and the one policy choice that goes with them.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     /// Most bytes a head may take, including the final CRLF.
@@ -51,6 +72,8 @@ pub struct Limits {
     pub max_headers: usize,
     /// Longest request-target, in bytes, as received (absolute-form included).
     pub max_target_len: usize,
+    /// Request header fields whose name contains `_` (see [`UnderscoreAction`]).
+    pub underscores: UnderscoreAction,
 }
 
 impl Default for Limits {
@@ -59,6 +82,7 @@ impl Default for Limits {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_headers: DEFAULT_MAX_HEADERS,
             max_target_len: DEFAULT_MAX_TARGET_LEN,
+            underscores: UnderscoreAction::default(),
         }
     }
 }
@@ -94,6 +118,16 @@ mod tests {
             ..Limits::default()
         };
         assert_eq!(l.effective_max_headers(), 3);
+    }
+
+    #[test]
+    fn bounds_fit_every_backend_integer() {
+        // Lengths fit a signed 64-bit integer and a double; counts fit a signed 32-bit one.
+        assert!(MAX_CHUNK_SIZE <= i64::MAX as u64);
+        assert_eq!(MAX_CHUNK_SIZE as f64 as u64, MAX_CHUNK_SIZE);
+        assert!(MAX_HEADER_BYTES_LIMIT < u32::MAX as usize);
+        assert!(MAX_FORWARDS_LIMIT <= i32::MAX as u64);
+        assert!(MAX_HEADERS_LIMIT <= i32::MAX as usize);
     }
 
     #[test]

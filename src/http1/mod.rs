@@ -22,19 +22,20 @@ mod status;
 mod syntax;
 mod target;
 mod trailer;
+mod underscores;
 mod version;
 
 pub use chunked::{
     encode_chunk_size, encode_last_chunk, Chunk, ChunkError, ChunkedDecoder, CHUNK_DATA_END,
-    MAX_CHUNK_LINE, MAX_TRAILER_BYTES,
+    MAX_CHUNK_LINE, MAX_TRAILER_BYTES, MAX_TRAILER_FIELDS,
 };
 pub use date::{http_date_now, imf_fixdate, IMF_FIXDATE_LEN};
 pub use encode::{
     add_field, encode_request, encode_request_to, encode_response, ForwardInfo, OutFraming,
 };
 pub use limits::{
-    Limits, DEFAULT_MAX_HEADERS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_TARGET_LEN,
-    MAX_CONTENT_LENGTH, MAX_HEADERS_LIMIT,
+    Limits, DEFAULT_MAX_HEADERS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_TARGET_LEN, MAX_CHUNK_SIZE,
+    MAX_CONTENT_LENGTH, MAX_FORWARDS_LIMIT, MAX_HEADERS_LIMIT, MAX_HEADER_BYTES_LIMIT,
 };
 pub use local::{encode_options_response, encode_trace_response};
 pub use request::{parse_request, Method, RequestBody, RequestError, RequestHead, Version};
@@ -45,4 +46,5 @@ pub use status::{
 };
 pub use syntax::is_tchar;
 pub use target::TargetPrefix;
+pub use underscores::{UnderscoreAction, READS_AS};
 pub use version::normalize_request_version;

@@ -12,11 +12,12 @@ use std::mem::MaybeUninit;
 use super::connection;
 use super::framing::{ContentLength, FramingError, TransferEncoding};
 use super::host;
-use super::limits::{Limits, INITIAL_HEADER_CAPACITY, MAX_HEADERS_LIMIT};
+use super::limits::{Limits, INITIAL_HEADER_CAPACITY, MAX_FORWARDS_LIMIT, MAX_HEADERS_LIMIT};
 use super::span::{HeaderSpan, Span};
 use super::syntax::{is_tchar, list_elements};
 use super::target::{self, TargetPrefix};
-use super::version::is_unsupported_major;
+use super::underscores::{self, Verdict};
+use super::version::{refused_version, RefusedVersion};
 
 /// HTTP versions we speak; anything else is refused at parse time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,8 +132,8 @@ pub struct RequestHead {
     /// The Max-Forwards value (RFC 9110 §7.6.2), if the field is present and
     /// valid. Validated strictly only for TRACE and OPTIONS, the methods it
     /// applies to; on others an invalid value is left `None` and forwarded.
-    /// Values above `u64::MAX` saturate (the proxy's "maximum supported
-    /// value").
+    /// Values above [`MAX_FORWARDS_LIMIT`] saturate (the proxy's "maximum
+    /// supported value").
     pub max_forwards: Option<u64>,
     /// The Upgrade value of a GET offering to switch protocols (see
     /// `connection::upgrade_offer`); `None` for a request with a body.
@@ -269,40 +270,46 @@ pub fn parse_request(
     head: &mut RequestHead,
 ) -> Result<bool, RequestError> {
     head.clear();
+    // Only the bytes a head may take are looked at, so the answer never depends on how
+    // much past them has arrived (bytes past a complete head are the body).
+    let view = &buf[..buf.len().min(limits.max_header_bytes)];
     // Before httparse, so a huge target gets 414 even while the head is partial
     // (and not 431 once the buffer fills up).
-    check_target_len(buf, limits.max_target_len)?;
+    check_target_len(view, limits.max_target_len)?;
 
     let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_LIMIT];
     let mut req = httparse::Request::new(&mut []);
-    let status = httparse::ParserConfig::default()
-        .parse_request_with_uninit_headers(
-            &mut req,
-            buf,
-            &mut storage[..limits.effective_max_headers()],
-        )
-        .map_err(|e| match e {
-            httparse::Error::TooManyHeaders => RequestError::TooManyHeaders,
-            httparse::Error::Version if is_unsupported_major(buf) => {
-                RequestError::VersionNotSupported
+    let parsed = httparse::ParserConfig::default().parse_request_with_uninit_headers(
+        &mut req,
+        view,
+        &mut storage[..limits.effective_max_headers()],
+    );
+    let status = match parsed {
+        Ok(status) => status,
+        Err(httparse::Error::Version) => match refused_version(view) {
+            RefusedVersion::UnsupportedMajor => return Err(RequestError::VersionNotSupported),
+            RefusedVersion::Pending => httparse::Status::Partial,
+            RefusedVersion::Invalid => {
+                return Err(RequestError::BadRequest("unsupported HTTP version"))
             }
-            httparse::Error::Version => RequestError::BadRequest("unsupported HTTP version"),
-            httparse::Error::Token => RequestError::BadRequest("invalid request line"),
-            httparse::Error::HeaderName => RequestError::BadRequest("invalid header name"),
-            httparse::Error::HeaderValue => RequestError::BadRequest("invalid header value"),
-            httparse::Error::NewLine => RequestError::BadRequest("invalid line ending"),
-            httparse::Error::Status => RequestError::BadRequest("invalid request line"),
-        })?;
+        },
+        Err(e) => {
+            return Err(match e {
+                httparse::Error::TooManyHeaders => RequestError::TooManyHeaders,
+                httparse::Error::HeaderName => RequestError::BadRequest("invalid header name"),
+                httparse::Error::HeaderValue => RequestError::BadRequest("invalid header value"),
+                httparse::Error::NewLine => RequestError::BadRequest("invalid line ending"),
+                _ => RequestError::BadRequest("invalid request line"),
+            })
+        }
+    };
     let head_len = match status {
-        httparse::Status::Partial if buf.len() >= limits.max_header_bytes => {
+        httparse::Status::Partial if view.len() >= limits.max_header_bytes => {
             return Err(RequestError::HeaderTooLarge)
         }
         httparse::Status::Partial => return Ok(false),
         httparse::Status::Complete(n) => n,
     };
-    if head_len > limits.max_header_bytes {
-        return Err(RequestError::HeaderTooLarge);
-    }
     // httparse fills all three on Complete.
     let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(RequestError::BadRequest("invalid request line"));
@@ -322,6 +329,11 @@ pub fn parse_request(
     let mut fields = Fields::default();
     for h in req.headers.iter() {
         let span = HeaderSpan::of(buf, h);
+        match underscores::judge(span.name.get(buf), limits.underscores) {
+            Verdict::Keep => {}
+            Verdict::Drop => continue,
+            Verdict::Refuse(why) => return Err(RequestError::BadRequest(why)),
+        }
         head.headers.push(span);
         fields.add(buf, span, http11)?;
     }
@@ -384,14 +396,14 @@ impl MaxForwards {
     }
 }
 
-/// `1*DIGIT`, saturating at `u64::MAX`: any larger count of hops is as good
+/// `1*DIGIT`, saturating at [`MAX_FORWARDS_LIMIT`]: any larger count of hops is as good
 /// as unlimited, and RFC 9110 §7.6.2 lets us forward our maximum instead.
 fn parse_digits(value: &[u8]) -> Option<u64> {
     if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
         return None;
     }
     Some(value.iter().fold(0u64, |n, &d| {
-        n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+        (n * 10 + u64::from(d - b'0')).min(MAX_FORWARDS_LIMIT)
     }))
 }
 
@@ -489,11 +501,16 @@ impl Fields {
 /// shows a target longer than `max`. Anything that does not look like a
 /// request line is left for httparse to reject.
 fn check_target_len(buf: &[u8], max: usize) -> Result<(), RequestError> {
-    let start = buf
-        .iter()
-        .position(|&b| b != b'\r' && b != b'\n')
-        .unwrap_or(buf.len());
-    let line = &buf[start..];
+    // The empty lines httparse skips before a request line: CRLF or LF. A CR without its
+    // LF is httparse's to refuse.
+    let mut line = buf;
+    loop {
+        line = match line {
+            [b'\r', b'\n', rest @ ..] | [b'\n', rest @ ..] => rest,
+            [b'\r', ..] => return Ok(()),
+            _ => break,
+        };
+    }
     let Some(sp) = line.iter().position(|&b| !is_tchar(b)) else {
         return Ok(());
     };
@@ -501,9 +518,12 @@ fn check_target_len(buf: &[u8], max: usize) -> Result<(), RequestError> {
         return Ok(());
     }
     let target = &line[sp + 1..];
+    // Up to the first byte httparse does not take in a target (SP, CTLs): a target cut
+    // short by one is refused with 400 however much follows, so the answer does not depend
+    // on how much of the line has arrived.
     let len = target
         .iter()
-        .position(|&b| matches!(b, b' ' | b'\r' | b'\n'))
+        .position(|&b| !(b'!'..=b'~').contains(&b) && b < 0x80)
         .unwrap_or(target.len());
     if len > max {
         Err(RequestError::UriTooLong)
@@ -516,6 +536,7 @@ fn check_target_len(buf: &[u8], max: usize) -> Result<(), RequestError> {
 mod tests {
     use super::*;
     use crate::http1::limits::MAX_CONTENT_LENGTH;
+    use crate::http1::UnderscoreAction;
 
     fn parse_with(buf: &[u8], limits: &Limits) -> Result<RequestHead, RequestError> {
         let mut head = RequestHead::new();
@@ -663,12 +684,47 @@ mod tests {
         }
         let e = parse(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap_err();
         assert_eq!((e, e.status()), (RequestError::VersionNotSupported, 505));
-        // httparse refuses "HTTP/2" before the line is complete: same answer.
+        // httparse refuses "HTTP/2" before the line is complete; the answer waits for the
+        // line end, so it is the same however the line arrives (fuzz target request_head
+        // found "HTTP/2." + CRLF getting 505 in pieces and 400 at once).
         let mut head = RequestHead::new();
+        for partial in [&b"GET / HTTP/2"[..], b"GET / HTTP/2.", b"GET / HTTP/2.0\r"] {
+            assert_eq!(
+                parse_request(partial, &Limits::default(), &mut head),
+                Ok(false),
+                "{:?}",
+                String::from_utf8_lossy(partial)
+            );
+        }
+        assert_same_error_in_pieces(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n");
+        assert_same_error_in_pieces(b"GET / HTTP/2.\r\nHost: a\r\n\r\n");
+        assert_same_error_in_pieces(b"GET / HTTP/2.0x\r\nHost: a\r\n\r\n");
+        assert!(bad(b"GET / HTTP/2.\r\nHost: a\r\n\r\n"));
+        assert!(bad(b"GET / HTTP/2.0x\r\nHost: a\r\n\r\n"));
+        // A line that never ends still hits the head limit.
+        let small = Limits {
+            max_header_bytes: 12,
+            ..Limits::default()
+        };
         assert_eq!(
-            parse_request(b"GET / HTTP/2", &Limits::default(), &mut head),
-            Err(RequestError::VersionNotSupported)
+            parse_request(b"GET / HTTP/2", &small, &mut head),
+            Err(RequestError::HeaderTooLarge)
         );
+    }
+
+    /// `buf` is refused, and every prefix of it is either incomplete or refused the same way.
+    fn assert_same_error_in_pieces(buf: &[u8]) {
+        let mut head = RequestHead::new();
+        let whole = parse_request(buf, &Limits::default(), &mut head);
+        assert!(whole.is_err(), "{:?}", String::from_utf8_lossy(buf));
+        for end in 0..buf.len() {
+            let r = parse_request(&buf[..end], &Limits::default(), &mut head);
+            assert!(
+                r == Ok(false) || r == whole,
+                "prefix {end} of {:?}: {r:?}, whole: {whole:?}",
+                String::from_utf8_lossy(buf)
+            );
+        }
     }
 
     #[test]
@@ -711,7 +767,20 @@ mod tests {
             );
             assert_eq!(
                 mf(m, "Max-Forwards: 99999999999999999999999\r\n"),
-                Ok((Some(u64::MAX), false))
+                Ok((Some(MAX_FORWARDS_LIMIT), false))
+            );
+            // At the bound, and one past it (read as the bound).
+            assert_eq!(
+                mf(m, "Max-Forwards: 2147483647\r\n"),
+                Ok((Some(MAX_FORWARDS_LIMIT), false))
+            );
+            assert_eq!(
+                mf(m, "Max-Forwards: 2147483648\r\n"),
+                Ok((Some(MAX_FORWARDS_LIMIT), false))
+            );
+            assert_eq!(
+                mf(m, "Max-Forwards: 2147483646\r\n"),
+                Ok((Some(MAX_FORWARDS_LIMIT - 1), false))
             );
             for bad_value in [
                 "Max-Forwards:\r\n",
@@ -803,6 +872,15 @@ mod tests {
             Err(RequestError::HeaderTooLarge)
         );
         assert_eq!(parse_request(&big[..63], &limits, &mut head), Ok(false));
+        // Only the first max_header_bytes count: a bad byte past them is not looked at, so
+        // the answer is 431 whether it has arrived or not (fuzz target response_head found
+        // the response parser answering differently at once and in pieces).
+        let mut bad_late = big[..64].to_vec();
+        bad_late.extend_from_slice(b"\x00\r\n\r\n");
+        assert_eq!(
+            parse_request(&bad_late, &limits, &mut head),
+            Err(RequestError::HeaderTooLarge)
+        );
         // A complete head followed by body bytes past the limit is fine.
         let mut with_body = buf.clone();
         with_body.extend_from_slice(&[b'b'; 100]);
@@ -866,6 +944,35 @@ mod tests {
         assert_eq!(
             parse_request(b"GET /123456789", &limits, &mut head),
             Ok(false)
+        );
+        // A byte that can't be in a target ends what counts: it is refused with 400
+        // whether the long tail after it has arrived or not (fuzz target request_head
+        // found 414 at once but 400 in pieces).
+        let mut nul = b"GET /1\x00".to_vec();
+        nul.resize(40, b'a');
+        nul.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(matches!(
+            parse_request(&nul, &limits, &mut head),
+            Err(RequestError::BadRequest(_))
+        ));
+        for end in 0..nul.len() {
+            let r = parse_request(&nul[..end], &limits, &mut head);
+            assert!(
+                r == Ok(false) || matches!(r, Err(RequestError::BadRequest(_))),
+                "prefix {end}: {r:?}"
+            );
+        }
+        // Only the empty lines httparse skips are skipped: a bare CR before the request
+        // line is 400 however long the target after it (found by fuzz target request_head:
+        // 414 at once, 400 in pieces).
+        let cr = b"\r\rGET /1234567890 HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert!(matches!(
+            parse_request(cr, &limits, &mut head),
+            Err(RequestError::BadRequest(_))
+        ));
+        assert_eq!(
+            parse_request(b"\r\n\nGET /1234567890", &limits, &mut head),
+            Err(RequestError::UriTooLong)
         );
         // 414 wins over 431 when the target is what fills the buffer.
         let limits = Limits {
@@ -1049,12 +1156,7 @@ mod tests {
         )));
         // TE in HTTP/1.0.
         assert!(is_bad(body10("Transfer-Encoding: chunked\r\n")));
-        // Name variants are not our concern beyond exact names: these are
-        // different fields, and forwarded as such without framing meaning.
-        assert_eq!(
-            body("Transfer_Encoding: chunked\r\n"),
-            Ok(RequestBody::None)
-        );
+        // Underscore spellings: see `underscore_names_*`.
         assert!(is_bad(body("Transfer-Encoding : chunked\r\n")));
         assert!(is_bad(body("X: 1\r\n Transfer-Encoding: chunked\r\n")));
     }
@@ -1230,5 +1332,76 @@ mod tests {
         // Bare CR as line terminator
         assert!(bad(b"GET / HTTP/1.1\rHost: a\r\n\r\n"));
         assert!(bad(b"GET / HTTP/1.1\r\nHost: a\rX: y\r\n\r\n"));
+    }
+    fn with_underscores(
+        action: UnderscoreAction,
+        extra: &str,
+    ) -> Result<RequestHead, RequestError> {
+        let buf = format!("POST / HTTP/1.1\r\nHost: a\r\n{extra}\r\n");
+        let limits = Limits {
+            underscores: action,
+            ..Limits::default()
+        };
+        parse_with(buf.as_bytes(), &limits)
+    }
+
+    fn names(h: &RequestHead, extra: &str) -> Vec<String> {
+        let buf = format!("POST / HTTP/1.1\r\nHost: a\r\n{extra}\r\n");
+        h.headers
+            .iter()
+            .map(|f| text(buf.as_bytes(), f.name).to_string())
+            .collect()
+    }
+
+    #[test]
+    fn underscore_names_are_dropped_by_default() {
+        assert_eq!(Limits::default().underscores, UnderscoreAction::Drop);
+        let extra =
+            "Transfer_Encoding: chunked\r\nContent_Length: 5\r\nX_Custom: 1\r\nX-Kept: 2\r\n";
+        let h = with_underscores(UnderscoreAction::Drop, extra).unwrap();
+        // Not framing, not forwarded: the backend never sees them.
+        assert_eq!(h.body, RequestBody::None);
+        assert_eq!(names(&h, extra), ["Host", "X-Kept"]);
+        // A real framing field next to a look-alike still frames the body.
+        let extra = "Content-Length: 3\r\nContent_Length: 5\r\n";
+        let h = with_underscores(UnderscoreAction::Drop, extra).unwrap();
+        assert_eq!(h.body, RequestBody::Length(3));
+        assert_eq!(names(&h, extra), ["Host", "Content-Length"]);
+    }
+
+    #[test]
+    fn underscore_names_rejected() {
+        for extra in [
+            "Transfer_Encoding: chunked\r\n",
+            "Content_Length: 5\r\n",
+            "X_Custom: 1\r\n",
+        ] {
+            assert!(
+                is_bad(with_underscores(UnderscoreAction::Reject, extra)),
+                "{extra}"
+            );
+        }
+        let h = with_underscores(UnderscoreAction::Reject, "X-Custom: 1\r\n").unwrap();
+        assert_eq!(h.headers.len(), 2);
+    }
+
+    #[test]
+    fn underscore_names_allowed_except_look_alikes() {
+        for extra in [
+            "Transfer_Encoding: chunked\r\n",
+            "content_length: 5\r\n",
+            "Content-Length: 5\r\nContent_Length: 5\r\n",
+            "X_Forwarded_For: 10.0.0.1\r\n",
+            "Proxy_Connection: close\r\n",
+        ] {
+            assert!(
+                is_bad(with_underscores(UnderscoreAction::Allow, extra)),
+                "{extra}"
+            );
+        }
+        let extra = "X_Custom: 1\r\nContent_Length_X: 5\r\n";
+        let h = with_underscores(UnderscoreAction::Allow, extra).unwrap();
+        assert_eq!(h.body, RequestBody::None);
+        assert_eq!(names(&h, extra), ["Host", "X_Custom", "Content_Length_X"]);
     }
 }

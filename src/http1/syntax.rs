@@ -40,6 +40,17 @@ pub(crate) fn list_contains(value: &[u8], token: &str) -> bool {
     list_elements(value).any(|e| e.eq_ignore_ascii_case(token.as_bytes()))
 }
 
+/// Whether field name `name` is `field` as a backend that reads `_` as `-` sees it (CGI and
+/// WSGI do): equal ignoring ASCII case, with at least one `_` where `field` has `-`.
+pub(crate) fn name_reads_as(name: &[u8], field: &[u8]) -> bool {
+    name.len() == field.len()
+        && name.contains(&b'_')
+        && name
+            .iter()
+            .zip(field)
+            .all(|(&n, &f)| n.eq_ignore_ascii_case(&f) || (n == b'_' && f == b'-'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,6 +82,17 @@ mod tests {
         assert_eq!(trim_ows(b" \t "), b"");
         assert_eq!(trim_ows(b""), b"");
         assert_eq!(trim_ows(b"x"), b"x");
+    }
+
+    #[test]
+    fn underscore_spellings() {
+        assert!(name_reads_as(b"Content_Length", b"content-length"));
+        assert!(name_reads_as(b"x_forwarded-FOR", b"X-Forwarded-For"));
+        assert!(!name_reads_as(b"Content-Length", b"content-length"));
+        assert!(!name_reads_as(b"Content_Lengths", b"content-length"));
+        assert!(!name_reads_as(b"Content_Lengt", b"content-length"));
+        assert!(!name_reads_as(b"Content_Lenhth", b"content-length"));
+        assert!(!name_reads_as(b"Content-Length", b"content_length"));
     }
 
     #[test]

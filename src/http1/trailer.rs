@@ -4,8 +4,8 @@
 //! Trailers are forwarded, so they get the same strictness as header fields:
 //! `token ":" OWS value OWS CRLF`, no CTLs, no obs-fold, bare LF refused.
 
-use super::chunked::{ChunkError, MAX_TRAILER_BYTES};
-use super::syntax::{is_field_vchar, is_tchar};
+use super::chunked::{ChunkError, MAX_TRAILER_BYTES, MAX_TRAILER_FIELDS};
+use super::syntax::{is_field_vchar, is_tchar, name_reads_as};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -22,6 +22,8 @@ enum State {
 pub(crate) struct TrailerScanner {
     state: State,
     pos: usize,
+    /// Field lines completed so far.
+    fields: usize,
 }
 
 impl Default for TrailerScanner {
@@ -29,6 +31,7 @@ impl Default for TrailerScanner {
         TrailerScanner {
             state: State::LineStart,
             pos: 0,
+            fields: 0,
         }
     }
 }
@@ -58,7 +61,13 @@ impl TrailerScanner {
                 (State::Name, b':') => State::Value,
                 (State::Value, b'\r') => State::Cr,
                 (State::Value, b) if is_field_vchar(b) => State::Value,
-                (State::Cr, b'\n') => State::LineStart,
+                (State::Cr, b'\n') => {
+                    self.fields += 1;
+                    if self.fields > MAX_TRAILER_FIELDS {
+                        return Err(ChunkError::TrailersTooLarge);
+                    }
+                    State::LineStart
+                }
                 // Leading whitespace (obs-fold), space before the colon, a
                 // missing colon, CTLs, bare CR or LF.
                 _ => return Err(ChunkError::BadTrailer),
@@ -123,9 +132,11 @@ pub(crate) fn write_allowed(trailers: &[u8], out: &mut Vec<u8>) {
             continue;
         };
         let name = &line[..colon];
+        // An underscore spelling (`Content_Length`) is what CGI-style backends merge as the
+        // field itself.
         let allowed = !FORBIDDEN_IN_TRAILERS
             .iter()
-            .any(|f| name.eq_ignore_ascii_case(f.as_bytes()));
+            .any(|f| name.eq_ignore_ascii_case(f.as_bytes()) || name_reads_as(name, f.as_bytes()));
         if allowed && line.ends_with(b"\r\n") {
             out.extend_from_slice(line);
         }
@@ -217,6 +228,11 @@ mod tests {
         big.resize(MAX_TRAILER_BYTES - 3, b'v');
         big.extend_from_slice(b"\r\n\r\n");
         assert_eq!(whole(&big), Err(ChunkError::TrailersTooLarge));
+        // MAX_TRAILER_FIELDS lines pass, one more does not, however short.
+        let ok = "A: 1\r\n".repeat(MAX_TRAILER_FIELDS) + "\r\n";
+        assert_eq!(both(ok.as_bytes()), Ok(Some(ok.len())));
+        let many = "A: 1\r\n".repeat(MAX_TRAILER_FIELDS + 1) + "\r\n";
+        assert_eq!(both(many.as_bytes()), Err(ChunkError::TrailersTooLarge));
         // Also without ever seeing the end.
         let endless = vec![b'v'; MAX_TRAILER_BYTES * 2];
         assert_eq!(whole(&endless), Err(ChunkError::TrailersTooLarge));
@@ -227,9 +243,13 @@ mod tests {
         let t = b"Content-Length: 5\r\nX-Checksum: abc\r\ntransfer-encoding: chunked\r\n\
                   HOST: evil\r\nConnection: close\r\nTE: trailers\r\nTrailer: x\r\n\
                   Upgrade: h2c\r\nKeep-Alive: 1\r\nProxy-Connection: x\r\nAuthorization: x\r\n\
-                  Server-Timing: db;dur=5\r\n";
+                  Server-Timing: db;dur=5\r\nContent_Length: 1\r\nSet_Cookie: a=b\r\n\
+                  X_Sum: 2\r\n";
         let mut out = Vec::new();
         write_allowed(t, &mut out);
-        assert_eq!(out, b"X-Checksum: abc\r\nServer-Timing: db;dur=5\r\n");
+        assert_eq!(
+            out,
+            b"X-Checksum: abc\r\nServer-Timing: db;dur=5\r\nX_Sum: 2\r\n"
+        );
     }
 }

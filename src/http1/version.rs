@@ -42,13 +42,23 @@ pub fn normalize_request_version(buf: &mut [u8]) -> bool {
     }
 }
 
-/// Whether the request line at the start of `buf` has a well-formed version
-/// with a major other than 0 and 1 (`HTTP/2.0`, `HTTP/3.0`; the HTTP/2
-/// preface): 505 rather than 400. While the line is incomplete, a prefix of
-/// such a version counts (httparse refuses `HTTP/2` without waiting for more).
-pub(crate) fn is_unsupported_major(buf: &[u8]) -> bool {
+/// What the version of a request line that httparse refused says about the answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RefusedVersion {
+    /// A well-formed version with a major other than 0 and 1 (`HTTP/2.0`, `HTTP/3.0`; the
+    /// HTTP/2 preface): 505 rather than 400.
+    UnsupportedMajor,
+    /// The line is incomplete and its version could still become one of those: httparse
+    /// refuses `HTTP/2` without waiting for more, so the answer waits for the line end, and
+    /// is the same however the line arrives.
+    Pending,
+    /// Anything else: 400.
+    Invalid,
+}
+
+pub(crate) fn refused_version(buf: &[u8]) -> RefusedVersion {
     let Some((start, end, complete)) = version_token(buf) else {
-        return false;
+        return RefusedVersion::Invalid;
     };
     let v = &buf[start..end];
     let fits = v.iter().enumerate().all(|(i, &b)| match i {
@@ -58,10 +68,10 @@ pub(crate) fn is_unsupported_major(buf: &[u8]) -> bool {
         MINOR_AT => b.is_ascii_digit(),
         _ => false,
     });
-    fits && if complete {
-        v.len() == VERSION_LEN
-    } else {
-        v.len() > MAJOR_AT
+    match (fits, complete) {
+        (true, true) if v.len() == VERSION_LEN => RefusedVersion::UnsupportedMajor,
+        (true, false) if v.len() > MAJOR_AT => RefusedVersion::Pending,
+        _ => RefusedVersion::Invalid,
     }
 }
 
@@ -164,19 +174,24 @@ mod tests {
 
     #[test]
     fn unsupported_majors() {
+        use RefusedVersion::*;
         for req in [
             "GET / HTTP/2.0\r\nHost: h\r\n\r\n",
             "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
             "GET / HTTP/3.0\r\n",
             "GET / HTTP/9.9\n",
             "\r\nGET / HTTP/2.1\r\n",
-            // Incomplete lines: what httparse already refuses.
+        ] {
+            assert_eq!(refused_version(req.as_bytes()), UnsupportedMajor, "{req:?}");
+        }
+        // Incomplete lines that httparse already refuses: wait for the line end.
+        for req in [
             "GET / HTTP/2",
             "GET / HTTP/2.",
             "GET / HTTP/2.0",
             "GET / HTTP/2.0\r",
         ] {
-            assert!(is_unsupported_major(req.as_bytes()), "{req:?}");
+            assert_eq!(refused_version(req.as_bytes()), Pending, "{req:?}");
         }
         for req in [
             "GET / HTTP/1.1\r\n",
@@ -186,14 +201,16 @@ mod tests {
             "GET / HTTP/2.\r\n",
             "GET / HTTP/20\r\n",
             "GET / HTTP/2.0.1\r\n",
+            "GET / HTTP/2.0x",
             "GET / HTTP/2.x\r\n",
             "GET / http/2.0\r\n",
             "GET / x HTTP/2.0\r\n",
             "GET / HTTP/",
+            "GET / HTTP/0",
             "GET /\r\n",
             "",
         ] {
-            assert!(!is_unsupported_major(req.as_bytes()), "{req:?}");
+            assert_eq!(refused_version(req.as_bytes()), Invalid, "{req:?}");
         }
     }
 }
