@@ -116,7 +116,7 @@ pub fn run(config: Config) -> std::io::Result<Running> {
                     access_log: access_log.clone(),
                 })
                 .collect();
-            metrics::spawn(listener, shards, server.shutdown_handle())?;
+            metrics::spawn(listener, shards, reloader.clone(), server.shutdown_handle())?;
             Some(addr)
         }
         None => None,

@@ -137,13 +137,21 @@ fn a_backend_failing_its_health_check_gets_no_traffic_until_it_recovers() {
     let a_healthy = Arc::new(AtomicBool::new(false));
     let a = named_backend("A", a_healthy.clone(), Default::default());
     let b = named_backend("B", Arc::new(AtomicBool::new(true)), Default::default());
-    let c = Corelay::start(
+    let c = Corelay::start_with_metrics(
         &[],
         &[
             "--config",
             &health_config("recover.toml", &[a.addr, b.addr]),
         ],
     );
+    let up = |addr: SocketAddr| {
+        let text = common::scrape_metrics(c.metrics_addr.unwrap());
+        let labels = format!("group=\"app\",backend=\"{addr}\"");
+        common::metric_samples(&text, "corelay_backend_up")
+            .into_iter()
+            .find(|(l, _)| *l == labels)
+            .map(|(_, v)| v)
+    };
     wait_for_log(
         &c,
         &format!(
@@ -151,6 +159,7 @@ fn a_backend_failing_its_health_check_gets_no_traffic_until_it_recovers() {
             a.addr
         ),
     );
+    assert_eq!((up(a.addr), up(b.addr)), (Some(0.0), Some(1.0)));
     // A still answers requests with 200, but it is out: all go to B.
     for _ in 0..10 {
         assert_eq!(get(&c), (200, "B".to_string()));
@@ -163,6 +172,7 @@ fn a_backend_failing_its_health_check_gets_no_traffic_until_it_recovers() {
             a.addr
         ),
     );
+    assert_eq!(up(a.addr), Some(1.0));
     let bodies: Vec<String> = (0..4).map(|_| get(&c).1).collect();
     assert!(
         bodies.contains(&"A".to_string()),

@@ -135,7 +135,7 @@ fn a_keep_alive_connection_from_before_the_reload_is_served_by_the_new_configura
 fn a_broken_file_keeps_the_running_configuration() {
     let a = named("A");
     let file = File::new("broken.toml", &group(a.addr));
-    let c = Corelay::start(&[], &["--config", file.path()]);
+    let c = Corelay::start_with_metrics(&[], &["--config", file.path()]);
     file.write(&format!("{}client_header_timeot = \"5s\"\n", group(a.addr)));
     c.signal(SIGHUP);
     wait_for_log(&c, "reload refused, keeping the running configuration", 1);
@@ -148,6 +148,16 @@ fn a_broken_file_keeps_the_running_configuration() {
     let mut client = Client::connect(c.addr);
     assert_eq!(body(&mut client, "/x"), (200, "A".to_string()));
     assert!(!c.stderr().contains("configuration applied"));
+    let text = common::scrape_metrics(c.metrics_addr.unwrap());
+    let reloads = common::metric_samples(&text, "corelay_reloads_total");
+    assert!(
+        reloads.contains(&("result=\"refused\"".to_string(), 1.0)),
+        "{reloads:?}"
+    );
+    assert!(
+        reloads.contains(&("result=\"applied\"".to_string(), 0.0)),
+        "{reloads:?}"
+    );
 }
 
 #[test]

@@ -135,7 +135,7 @@ impl Layout {
 }
 
 /// A label value as the text format wants it: `\`, `"` and newline escaped.
-fn escape(v: &str) -> String {
+pub(super) fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

@@ -63,6 +63,7 @@ impl ShardMetrics {
 pub fn spawn(
     listener: TcpListener,
     shards: Vec<ShardMetrics>,
+    reloader: Arc<crate::reload::Reloader>,
     shutdown: shards::ShutdownHandle,
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
@@ -84,6 +85,7 @@ pub fn spawn(
                 let (status, body) = if line.starts_with("GET /metrics ") {
                     let mut body = String::new();
                     render(&shards, &mut body);
+                    render::process(&reloader, &mut body);
                     ("200 OK", body)
                 } else if line.starts_with("GET /healthz ") {
                     if shutdown.is_triggered() {

@@ -307,6 +307,44 @@ pub fn render(shards: &[ShardMetrics], out: &mut String) {
     );
 }
 
+/// The process-wide series: configuration reloads, and the active health checks' verdict per
+/// backend of the running configuration.
+pub fn process(reloader: &crate::reload::Reloader, out: &mut String) {
+    header(
+        out,
+        "corelay_reloads_total",
+        "counter",
+        "Configuration reloads (SIGHUP) applied, and refused for an invalid file.",
+    );
+    let _ = writeln!(
+        out,
+        "corelay_reloads_total{{result=\"applied\"}} {}",
+        load(&reloader.successes)
+    );
+    let _ = writeln!(
+        out,
+        "corelay_reloads_total{{result=\"refused\"}} {}",
+        load(&reloader.failures)
+    );
+    let gen = reloader.current();
+    header(
+        out,
+        "corelay_backend_up",
+        "gauge",
+        "1 while active health checks find the backend up (always 1 without checks).",
+    );
+    for (g, group) in gen.config.groups.iter().enumerate() {
+        for (b, addr) in group.backends.iter().enumerate() {
+            let up = gen.health.group(g).is_up(b) as u8;
+            let _ = writeln!(
+                out,
+                "corelay_backend_up{{group=\"{}\",backend=\"{addr}\"}} {up}",
+                super::layout::escape(&group.name)
+            );
+        }
+    }
+}
+
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
