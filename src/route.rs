@@ -11,6 +11,20 @@
 //! `/admin`, RFC 3986 §6.2.2.2) and runs of slashes become one (`//admin` is `/admin`, as most
 //! servers read it); dot-segments (`/public/../admin`, also encoded as `%2e`) are refused
 //! rather than resolved. The normalised target is what is matched and what is forwarded.
+//!
+//! Spellings that backends read in more than one way are refused too, because corelay cannot
+//! know which reading the backend behind a route uses (the same set Spring Security's
+//! `StrictHttpFirewall` refuses by default): an encoded slash or backslash (`/admin%2Fx` is
+//! `/admin/x` to a server that decodes before routing), a raw backslash (`/` on Windows
+//! stacks), an encoded `%` (`/%2561dmin` is `/admin` to a server that decodes twice), an
+//! encoded control character (`%00` ends a path in C), and `;` (`/admin;x` is `/admin` to
+//! servlet containers, which strip path parameters). Host names are compared without their
+//! trailing dot (`admin.example.` is the same DNS name).
+//!
+//! Case: a route with authorization matches its prefix ignoring ASCII case, so that `/ADMIN`
+//! cannot reach a case-insensitive backend (IIS, ASP.NET, a case-insensitive file system)
+//! without the credentials `/admin` needs; a route without authorization matches exactly, so
+//! that `/API` on a case-sensitive backend is not taken out from under a protected catch-all.
 
 /// How a route matches the request's Host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,6 +98,9 @@ pub struct Route {
     /// Index of the backend group (and its authorization) in the caller's tables.
     pub group: usize,
     pub index: usize,
+    /// Match the prefix ignoring ASCII case: set for routes with authorization (see the
+    /// module header).
+    pub fold_case: bool,
 }
 
 /// Why a request cannot be routed.
@@ -91,8 +108,10 @@ pub struct Route {
 pub enum RouteError {
     /// No route matches: 404.
     NoRoute,
-    /// The path is ambiguous for backends (dot-segments, encoded slash or dot): 400.
+    /// The path is ambiguous for backends (dot-segments, encoded slash or `%`, `;`): 400.
     AmbiguousPath,
+    /// The Host is ambiguous for backends (a percent-encoded name): 400.
+    AmbiguousHost,
 }
 
 pub struct RouteTable {
@@ -120,13 +139,23 @@ impl RouteTable {
             rewrite: Rewrite::Keep,
             group,
             index: 0,
+            fold_case: false,
         }])
     }
 
     /// Finds the route for `host` (the Host value, port allowed) and `target`, which must be
     /// the output of [`normalize`].
     pub fn find(&self, host: &[u8], target: &[u8]) -> Result<&Route, RouteError> {
-        let host = strip_port(host);
+        let mut host = strip_port(host);
+        // `admin.example.` is the fully qualified spelling of `admin.example`.
+        while let [rest @ .., b'.'] = host {
+            host = rest;
+        }
+        // A reg-name may be percent-encoded (RFC 3986 §3.2.2), but no host pattern is, and a
+        // backend that decodes it would see a name the routes never compared.
+        if host.contains(&b'%') {
+            return Err(RouteError::AmbiguousHost);
+        }
         // `OPTIONS *` is about the server as a whole: the host's catch-all route serves it.
         let path = if target == b"*" {
             b"/"
@@ -135,14 +164,15 @@ impl RouteTable {
         };
         self.routes
             .iter()
-            .find(|r| r.host.matches(host) && prefix_matches(&r.prefix, path))
+            .find(|r| r.host.matches(host) && prefix_matches(r, path))
             .ok_or(RouteError::NoRoute)
     }
 }
 
 /// Writes the normalised form of an origin-form `target` to `out`: the path with
 /// percent-encoded unreserved characters decoded (and other escapes upper-cased) and slash
-/// runs collapsed, then the query unchanged. `*` stays `*`. Dot-segments are refused.
+/// runs collapsed, then the query unchanged. `*` stays `*`. Dot-segments and the ambiguous
+/// spellings of the module header are refused.
 pub fn normalize(target: &[u8], out: &mut Vec<u8>) -> Result<(), RouteError> {
     let path_end = target
         .iter()
@@ -154,6 +184,9 @@ pub fn normalize(target: &[u8], out: &mut Vec<u8>) -> Result<(), RouteError> {
     while i < path.len() {
         let mut b = path[i];
         i += 1;
+        if b == b'\\' || b == b';' {
+            return Err(RouteError::AmbiguousPath);
+        }
         if b == b'%' {
             let (Some(h), Some(l)) = (
                 path.get(i).copied().and_then(hex),
@@ -162,6 +195,9 @@ pub fn normalize(target: &[u8], out: &mut Vec<u8>) -> Result<(), RouteError> {
                 return Err(RouteError::AmbiguousPath);
             };
             let decoded = h * 16 + l;
+            if is_ambiguous_escape(decoded) {
+                return Err(RouteError::AmbiguousPath);
+            }
             if is_unreserved(decoded) {
                 b = decoded;
             } else {
@@ -193,6 +229,12 @@ fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
 }
 
+/// Escapes that backends decode differently (see the module header): `/`, `\`, `%`, `;`
+/// and control characters.
+fn is_ambiguous_escape(b: u8) -> bool {
+    matches!(b, b'/' | b'\\' | b'%' | b';') || b.is_ascii_control()
+}
+
 /// RFC 3986 §2.3: decoding these never changes what a URI identifies.
 fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
@@ -205,7 +247,7 @@ pub fn rewrite_target(route: &Route, target: &[u8], out: &mut Vec<u8>) {
         out.extend_from_slice(target);
         return;
     };
-    let matched = matched_len(&route.prefix, target);
+    let matched = matched_len(route, target);
     let rest = &target[matched..];
     let new_prefix = new_prefix.as_bytes();
     if new_prefix.is_empty() || (new_prefix == b"/" && rest.first() == Some(&b'/')) {
@@ -248,21 +290,31 @@ fn path_of(target: &[u8]) -> &[u8] {
     &target[..end]
 }
 
-/// The number of bytes of `target` covered by `prefix`, or 0 when it does not match.
-fn matched_len(prefix: &str, target: &[u8]) -> usize {
-    if target.starts_with(prefix.as_bytes()) {
+/// The number of bytes of `target` covered by the route's prefix, or 0 when it does not
+/// match.
+fn matched_len(route: &Route, target: &[u8]) -> usize {
+    let prefix = route.prefix.as_bytes();
+    let Some(start) = target.get(..prefix.len()) else {
+        return 0;
+    };
+    let same = if route.fold_case {
+        start.eq_ignore_ascii_case(prefix)
+    } else {
+        start == prefix
+    };
+    if same {
         prefix.len()
     } else {
         0
     }
 }
 
-fn prefix_matches(prefix: &str, path: &[u8]) -> bool {
-    let n = matched_len(prefix, path);
+fn prefix_matches(route: &Route, path: &[u8]) -> bool {
+    let n = matched_len(route, path);
     if n == 0 {
         return false;
     }
-    prefix.ends_with('/') || n == path.len() || path[n] == b'/'
+    route.prefix.ends_with('/') || n == path.len() || path[n] == b'/'
 }
 
 #[cfg(test)]
@@ -276,6 +328,7 @@ mod tests {
             rewrite: Rewrite::Keep,
             group,
             index,
+            fold_case: false,
         }
     }
 
@@ -306,8 +359,9 @@ mod tests {
     fn normalization() {
         assert_eq!(norm("/a//b///c?x=//"), Ok("/a/b/c?x=//".into()));
         assert_eq!(norm("/%61dmin"), Ok("/admin".into()));
-        assert_eq!(norm("/a%2fb%2F"), Ok("/a%2Fb%2F".into()));
         assert_eq!(norm("/a%7e"), Ok("/a~".into()));
+        assert_eq!(norm("/a%3fb%23c%20"), Ok("/a%3Fb%23c%20".into()));
+        assert_eq!(norm("/a?x=%2f;%25\\"), Ok("/a?x=%2f;%25\\".into()));
         assert_eq!(norm("*"), Ok("*".into()));
         assert_eq!(norm("/a%zz"), Err(RouteError::AmbiguousPath));
         assert_eq!(norm("/a%2"), Err(RouteError::AmbiguousPath));
@@ -318,6 +372,26 @@ mod tests {
             "/%2e%2e/admin",
             "/%2E/x",
             "/a/.%2e",
+        ] {
+            assert_eq!(norm(bad), Err(RouteError::AmbiguousPath), "{bad}");
+        }
+        // Spellings backends read differently: encoded slash, backslash, percent (double
+        // encoding), control characters, and path parameters.
+        for bad in [
+            "/admin%2fx",
+            "/admin%2F..",
+            "/%2Fadmin",
+            "/admin%5cx",
+            "/admin\\x",
+            "/%2561dmin",
+            "/%25",
+            "/admin%00.html",
+            "/admin%0a",
+            "/admin%7F",
+            "/admin;x",
+            "/;x/admin",
+            "/admin%3bx",
+            "/admin%3Bx",
         ] {
             assert_eq!(norm(bad), Err(RouteError::AmbiguousPath), "{bad}");
         }
@@ -351,6 +425,32 @@ mod tests {
     }
 
     #[test]
+    fn protected_prefixes_ignore_case_open_ones_do_not() {
+        let mut admin = route("*", "/admin", 1, 1);
+        admin.fold_case = true;
+        let t = RouteTable::new(vec![route("*", "/", 0, 0), admin, route("*", "/api", 2, 2)]);
+        for p in ["/admin", "/ADMIN", "/Admin/x", "/aDmIn?q"] {
+            assert_eq!(group(&t, "h", p), Ok(1), "{p}");
+        }
+        assert_eq!(group(&t, "h", "/ADMINS"), Ok(0));
+        assert_eq!(group(&t, "h", "/api"), Ok(2));
+        assert_eq!(group(&t, "h", "/API"), Ok(0));
+    }
+
+    #[test]
+    fn trailing_dots_and_encoded_hosts() {
+        let t = table();
+        assert_eq!(group(&t, "shop.example.com.", "/"), Ok(4));
+        assert_eq!(group(&t, "Shop.Example.Com.:8080", "/"), Ok(4));
+        assert_eq!(group(&t, "shop.example.com..", "/"), Ok(4));
+        assert_eq!(group(&t, "a.example.com.", "/"), Ok(3));
+        assert_eq!(
+            group(&t, "%73hop.example.com", "/").err(),
+            Some(RouteError::AmbiguousHost)
+        );
+    }
+
+    #[test]
     fn no_route_and_ambiguous_paths() {
         let t = RouteTable::new(vec![route("a.test", "/", 0, 0)]);
         assert_eq!(group(&t, "b.test", "/").err(), Some(RouteError::NoRoute));
@@ -369,6 +469,7 @@ mod tests {
             rewrite: Rewrite::Replace(to.into()),
             group: 0,
             index: 0,
+            fold_case: false,
         };
         let mut out = Vec::new();
         rewrite_target(&r, target.as_bytes(), &mut out);
@@ -377,6 +478,21 @@ mod tests {
 
     #[test]
     fn prefix_strip_and_replace() {
+        let mut folded = Route {
+            host: HostMatch::Any,
+            prefix: "/admin".into(),
+            rewrite: Rewrite::Replace("".into()),
+            group: 0,
+            index: 0,
+            fold_case: true,
+        };
+        let mut out = Vec::new();
+        rewrite_target(&folded, b"/ADMIN/x", &mut out);
+        assert_eq!(out, b"/x");
+        folded.rewrite = Rewrite::Replace("/in".into());
+        out.clear();
+        rewrite_target(&folded, b"/Admin?q", &mut out);
+        assert_eq!(out, b"/in?q");
         assert_eq!(rewritten("/api", "", "/api/users?x=1"), "/users?x=1");
         assert_eq!(rewritten("/api", "", "/api"), "/");
         assert_eq!(rewritten("/api", "", "/api?x"), "/?x");

@@ -261,7 +261,9 @@ fn normalised_path_is_routed_and_dot_segments_get_400() {
     f.expect_routed("api.test", "//api//x", "api", "GET /api/x HTTP/1.1");
     f.expect_routed("api.test", "/%73trip/q", "strip", "GET /q HTTP/1.1");
     // Reserved escapes stay encoded (normalised to upper case).
-    f.expect_routed("api.test", "/api/a%2fb", "api", "GET /api/a%2Fb HTTP/1.1");
+    f.expect_routed("api.test", "/api/a%3fb", "api", "GET /api/a%3Fb HTTP/1.1");
+    // An encoded slash is refused: a backend that decodes it before routing reads another path.
+    f.expect_refused("api.test", "/api/a%2fb", 400);
     // Dot-segments are refused, plain or encoded, before any route is looked at.
     f.expect_refused("api.test", "/public/../admin", 400);
     f.expect_refused("api.test", "/public/%2e%2e/admin", 400);

@@ -194,6 +194,23 @@ where
     });
     // The accept loop never ends by itself; the remote wake ends it, and
     // dropping its future cancels the in-flight accept.
+    //
+    // The remote wake is awaited on a task of its own and passed on through a
+    // LocalEvent: it is a glommio file read, whose `collect_rw` stores a new
+    // waker on every poll, and the accept loop's task is polled once per
+    // accepted connection for the life of the process. Awaited here, it would
+    // pile up one waker per accept until glommio's `i16` reference count of the
+    // task overflowed and panicked the shard (after 32,767 accepts,
+    // tests/accept_wakeups.rs). The LocalEvent keeps one waker per waiter.
+    let remote = LocalEvent::default();
+    glommio::spawn_local({
+        let remote = remote.clone();
+        async move {
+            wake.wait().await;
+            remote.set();
+        }
+    })
+    .detach();
     let mut acceptor = Acceptor::new(&engine, listener_fd);
     // Every client may need one backend socket: accept at most half the descriptor table.
     let files_limit = (engine.files_capacity() / 2).max(1) as usize;
@@ -204,7 +221,7 @@ where
     };
     future::or(
         accept_loop(index, &mut acceptor, &engine, &handler, &tracker, limit),
-        wake.wait(),
+        remote.wait(),
     )
     .await;
     // Close the listener before telling handlers: anything still in its

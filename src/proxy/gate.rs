@@ -11,7 +11,7 @@ use super::peer::Peer;
 use super::shard::{GroupState, Scratch, Shard};
 use crate::auth::Decision;
 use crate::http1::{RequestBody, RequestError};
-use crate::route::{self, Route};
+use crate::route::{self, Route, RouteError};
 
 /// Route phase: the normalised target picks the route; it (rewritten by the route) is also
 /// what the backend gets, in `s.target`, so backend and route agree on the path.
@@ -24,16 +24,20 @@ pub fn route<'s>(
     s.target.clear();
     s.req.write_target(buf, &mut s.target);
     s.norm.clear();
-    route::normalize(&s.target, &mut s.norm).map_err(|_| {
-        ProxyError::new(ErrorKind::BadRequest(RequestError::BadRequest(
-            "ambiguous path (dot-segment or bad escape)",
-        )))
-    })?;
+    let refused = |e: RouteError| {
+        ProxyError::new(match e {
+            RouteError::NoRoute => ErrorKind::NoRoute,
+            RouteError::AmbiguousPath => ErrorKind::BadRequest(RequestError::BadRequest(
+                "ambiguous path (dot-segment, bad or ambiguous escape, ';' or '\\')",
+            )),
+            RouteError::AmbiguousHost => {
+                ErrorKind::BadRequest(RequestError::BadRequest("ambiguous host (percent-encoded)"))
+            }
+        })
+    };
+    route::normalize(&s.target, &mut s.norm).map_err(refused)?;
     let host = s.req.host.map(|h| h.get(buf)).unwrap_or(b"");
-    let route = shard
-        .routes
-        .find(host, &s.norm)
-        .map_err(|_| ProxyError::new(ErrorKind::NoRoute))?;
+    let route = shard.routes.find(host, &s.norm).map_err(refused)?;
     s.target.clear();
     route::rewrite_target(route, &s.norm, &mut s.target);
     s.log.route = Some(route.index);

@@ -179,6 +179,7 @@ impl Shard {
                     rewrite: r.rewrite.clone(),
                     group: r.group,
                     index,
+                    fold_case: !matches!(r.auth, crate::auth::AuthConfig::None),
                 })
                 .collect(),
         );

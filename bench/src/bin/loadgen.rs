@@ -19,6 +19,15 @@
 //! completions in each second after the start; with `--steady-from A --steady-to B`,
 //! `steady_done` counts the completions at A <= t < B seconds after the start and
 //! `steady_rps` = steady_done / (B - A), a rate that leaves the ramp-up out.
+//!
+//! For the soak (`scripts/soak.sh`) it also plays the clients a proxy must survive:
+//! `--verify` checks every 2xx body byte for byte against the origin's pattern (and sends
+//! uploads in that pattern, so `/echo` answers check too), `--abort-after` and
+//! `--abort-upload-after` hang up mid-body, `--read-chunk`/`--read-pause-ms` read slowly,
+//! `--think-ms` idles between requests, and `--expect-cut` counts responses that a failing
+//! backend cut short (`cut`) apart from real errors. `timeouts` is the part of `errors` that
+//! were request timeouts; `mismatches` counts answers with a wrong byte or length (and, with
+//! `--expect-cut`, complete 2xx answers to a request the backend never finished).
 
 use std::cell::RefCell;
 use std::io;
@@ -77,6 +86,39 @@ struct Args {
     /// End (seconds after the start, exclusive) of the `steady_rps` window.
     #[arg(long, requires = "steady_from")]
     steady_to: Option<f64>,
+    /// Check every 2xx body: byte i must be i % 251 (the origin's `/big` pattern). Uploads
+    /// are sent in that pattern, so `/echo` answers are checked too.
+    #[arg(long)]
+    verify: bool,
+    /// With --verify: the body length every 2xx answer must have.
+    #[arg(long, requires = "verify")]
+    expect_len: Option<u64>,
+    /// Hang up (close) after this many response body bytes: a client that aborts a download.
+    #[arg(long)]
+    abort_after: Option<u64>,
+    /// Send only this many bytes of the `--body-size` body, then hang up: an aborted upload.
+    #[arg(long)]
+    abort_upload_after: Option<usize>,
+    /// Slow reader: read at most this many bytes at a time (0: as much as fits)...
+    #[arg(long, default_value_t = 0)]
+    read_chunk: usize,
+    /// ...and pause this long after each read.
+    #[arg(long, default_value_t = 0)]
+    read_pause_ms: u64,
+    /// Pause between two requests on a connection: uniformly 0 to twice this, in ms.
+    #[arg(long, default_value_t = 0)]
+    think_ms: u64,
+    /// The backend cuts its responses: one that breaks off after its head, or a 502, counts
+    /// in `cut`; a complete 2xx counts in `mismatches`.
+    #[arg(long)]
+    expect_cut: bool,
+}
+
+/// The origin's `/big` pattern: byte i is `i % PATTERN_PERIOD`.
+const PATTERN_PERIOD: u64 = 251;
+
+fn pattern_byte(offset: u64) -> u8 {
+    (offset % PATTERN_PERIOD) as u8
 }
 
 #[derive(Default, Clone, Copy)]
@@ -86,6 +128,24 @@ struct Counts {
     errors: u64,
     connect_errors: u64,
     bytes: u64,
+    timeouts: u64,
+    mismatches: u64,
+    aborted: u64,
+    cut: u64,
+}
+
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.ok += o.ok;
+        self.non2xx += o.non2xx;
+        self.errors += o.errors;
+        self.connect_errors += o.connect_errors;
+        self.bytes += o.bytes;
+        self.timeouts += o.timeouts;
+        self.mismatches += o.mismatches;
+        self.aborted += o.aborted;
+        self.cut += o.cut;
+    }
 }
 
 struct Totals {
@@ -101,7 +161,11 @@ fn main() {
     raise_nofile((args.connections + 1024) as u64);
     let threads = args.threads.max(1).min(args.connections.max(1));
     let head = build_head(&args);
-    let body: Arc<[u8]> = vec![b'x'; args.body_size].into();
+    let body: Arc<[u8]> = if args.verify {
+        (0..args.body_size as u64).map(pattern_byte).collect()
+    } else {
+        vec![b'x'; args.body_size].into()
+    };
     let cpu0 = cpu_time();
 
     // Every thread connects its share, then waits at the barrier so all start together.
@@ -144,11 +208,7 @@ fn main() {
     let mut per_s: Vec<u64> = Vec::new();
     for h in handles {
         let t = h.join().expect("loadgen thread");
-        counts.ok += t.counts.ok;
-        counts.non2xx += t.counts.non2xx;
-        counts.errors += t.counts.errors;
-        counts.connect_errors += t.counts.connect_errors;
-        counts.bytes += t.counts.bytes;
+        counts.add(&t.counts);
         hist.add(&t.hist).ok();
         last = last.max(t.last_done);
         steady_done += t.steady_done;
@@ -185,7 +245,8 @@ fn main() {
     println!(
         "loadgen: requests={done} errors={} connect_errors={} non2xx={} elapsed_s={elapsed:.4} \
          rps={:.1} p50_us={} p90_us={} p99_us={} p999_us={} max_us={} mean_us={:.0} \
-         bytes={} client_cpu_pct={:.1}{steady} done_per_s={per_s}",
+         bytes={} client_cpu_pct={:.1}{steady} timeouts={} mismatches={} aborted={} cut={} \
+         done_per_s={per_s}",
         counts.errors,
         counts.connect_errors,
         counts.non2xx,
@@ -198,6 +259,10 @@ fn main() {
         hist.mean(),
         counts.bytes,
         100.0 * cpu / wall.max(1e-9),
+        counts.timeouts,
+        counts.mismatches,
+        counts.aborted,
+        counts.cut,
     );
 }
 
@@ -231,6 +296,21 @@ struct Shared {
     steady_done: u64,
     /// Completions per second since `start`.
     per_s: Vec<u64>,
+    /// Unexpected answers reported on stderr so far (at most [`MAX_REPORTS`]).
+    reports: u32,
+}
+
+/// Unexpected answers (a non-2xx under --verify, an error) described on stderr, per thread:
+/// enough to see what went wrong without flooding the log of a long run.
+const MAX_REPORTS: u32 = 20;
+
+impl Shared {
+    fn report(&mut self, what: std::fmt::Arguments) {
+        if self.reports < MAX_REPORTS {
+            self.reports += 1;
+            eprintln!("loadgen: {what}");
+        }
+    }
 }
 
 async fn run_thread(
@@ -257,6 +337,7 @@ async fn run_thread(
         },
         steady_done: 0,
         per_s: Vec::new(),
+        reports: 0,
     }));
     // Connect phase, bounded concurrency.
     let mut streams: Vec<Option<TcpStream>> = Vec::with_capacity(conns);
@@ -287,9 +368,14 @@ async fn run_thread(
     };
     let timeout = Duration::from_secs_f64(args.timeout);
     let mut tasks = tokio::task::JoinSet::new();
-    for s in streams {
+    let behaviour = Rc::new(Behaviour::new(&args));
+    for (i, s) in streams.into_iter().enumerate() {
         let (shared, head, body, addr) = (shared.clone(), head.clone(), body.clone(), args.addr);
-        tasks.spawn_local(conn_loop(s, addr, shared, head, body, deadline, timeout));
+        let b = behaviour.clone();
+        let seed = 0x9E37_79B9_7F4A_7C15u64 ^ (i as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        tasks.spawn_local(conn_loop(
+            s, addr, shared, head, body, deadline, timeout, b, seed,
+        ));
     }
     while tasks.join_next().await.is_some() {}
     let s = Rc::try_unwrap(shared)
@@ -313,14 +399,70 @@ async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
     Ok(s)
 }
 
+/// How each connection behaves beyond "send, read, repeat" (the soak's client kinds).
+struct Behaviour {
+    verify: bool,
+    expect_len: Option<u64>,
+    abort_after: Option<u64>,
+    abort_upload_after: Option<usize>,
+    read_chunk: usize,
+    read_pause: Duration,
+    think_ms: u64,
+    expect_cut: bool,
+}
+
+impl Behaviour {
+    fn new(a: &Args) -> Behaviour {
+        Behaviour {
+            verify: a.verify,
+            expect_len: a.expect_len,
+            abort_after: a.abort_after,
+            abort_upload_after: a.abort_upload_after,
+            read_chunk: a.read_chunk,
+            read_pause: Duration::from_millis(a.read_pause_ms),
+            think_ms: a.think_ms,
+            expect_cut: a.expect_cut,
+        }
+    }
+}
+
 enum Outcome {
     Done {
         status: u16,
         keep_alive: bool,
         bytes: u64,
+        /// A body byte or the length differed from what `--verify` expects.
+        mismatch: bool,
     },
+    /// We hung up on purpose (`--abort-after`, `--abort-upload-after`).
+    Aborted,
 }
 
+/// What one response's reader has seen, kept when it fails midway.
+#[derive(Default)]
+struct Progress {
+    head_seen: bool,
+    status: u16,
+    /// Body bytes received so far.
+    offset: u64,
+    mismatch: bool,
+}
+
+impl Progress {
+    /// Counts (and with --verify checks) the next piece of a body.
+    fn body(&mut self, data: &[u8], verify: bool) {
+        if verify && (200..300).contains(&self.status) && !self.mismatch {
+            let at = self.offset;
+            self.mismatch = data
+                .iter()
+                .enumerate()
+                .any(|(i, &b)| b != pattern_byte(at + i as u64));
+        }
+        self.offset += data.len() as u64;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn conn_loop(
     mut stream: Option<TcpStream>,
     addr: SocketAddr,
@@ -329,9 +471,20 @@ async fn conn_loop(
     body: Arc<[u8]>,
     deadline: Instant,
     timeout: Duration,
+    how: Rc<Behaviour>,
+    mut seed: u64,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
+    let mut first = true;
     loop {
+        if !first && how.think_ms > 0 {
+            // xorshift64: a cheap, reproducible jitter so connections don't move in lockstep.
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            tokio::time::sleep(Duration::from_millis(seed % (2 * how.think_ms + 1))).await;
+        }
+        first = false;
         if Instant::now() >= deadline {
             return;
         }
@@ -355,21 +508,49 @@ async fn conn_loop(
             },
         };
         let t0 = Instant::now();
-        let res = tokio::time::timeout(timeout, exchange(&mut conn, &head, &body, &mut buf)).await;
+        let mut progress = Progress::default();
+        let res = tokio::time::timeout(
+            timeout,
+            exchange(&mut conn, &head, &body, &mut buf, &how, &mut progress),
+        )
+        .await;
         let now = Instant::now();
         let mut s = shared.borrow_mut();
         match res {
+            Ok(Ok(Outcome::Aborted)) => {
+                s.counts.aborted += 1;
+                s.counts.bytes += progress.offset;
+                s.last_done = s.last_done.max(now);
+            }
             Ok(Ok(Outcome::Done {
                 status,
                 keep_alive,
                 bytes,
+                mismatch,
             })) => {
                 let us = now.duration_since(t0).as_micros().max(1) as u64;
                 s.hist.saturating_record(us);
-                if (200..300).contains(&status) {
+                let ok = (200..300).contains(&status);
+                if how.expect_cut && (ok || status == 502) {
+                    // A complete 2xx is a body the backend never sent.
+                    if ok {
+                        s.counts.mismatches += 1;
+                    } else {
+                        s.counts.cut += 1;
+                    }
+                } else if ok {
                     s.counts.ok += 1;
                 } else {
                     s.counts.non2xx += 1;
+                    if how.verify {
+                        s.report(format_args!("status {status} after {bytes} body bytes"));
+                    }
+                }
+                if mismatch {
+                    s.counts.mismatches += 1;
+                    s.report(format_args!(
+                        "status {status}: body differs ({bytes} bytes)"
+                    ));
                 }
                 s.counts.bytes += bytes;
                 s.last_done = s.last_done.max(now);
@@ -388,8 +569,26 @@ async fn conn_loop(
                     stream = Some(conn);
                 }
             }
-            Ok(Err(_)) | Err(_) => {
+            Ok(Err(_)) if how.expect_cut && progress.head_seen => {
+                s.counts.cut += 1;
+                s.last_done = s.last_done.max(now);
+            }
+            Ok(Err(e)) => {
                 s.counts.errors += 1;
+                s.last_done = s.last_done.max(now);
+                let head = if progress.head_seen {
+                    "after"
+                } else {
+                    "before"
+                };
+                s.report(format_args!(
+                    "error {head} the head (status {}, {} body bytes): {e}",
+                    progress.status, progress.offset
+                ));
+            }
+            Err(_) => {
+                s.counts.errors += 1;
+                s.counts.timeouts += 1;
                 s.last_done = s.last_done.max(now);
             }
         }
@@ -402,7 +601,16 @@ async fn exchange(
     head: &[u8],
     body: &[u8],
     buf: &mut [u8],
+    how: &Behaviour,
+    progress: &mut Progress,
 ) -> io::Result<Outcome> {
+    if let Some(n) = how.abort_upload_after {
+        conn.write_all(head).await?;
+        conn.write_all(&body[..n.min(body.len())]).await?;
+        // Long enough for the proxy to be relaying the body, then hang up.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        return Ok(Outcome::Aborted);
+    }
     let (mut r, mut w) = conn.split();
     let write = async {
         if body.is_empty() {
@@ -412,9 +620,27 @@ async fn exchange(
             w.write_all(body).await
         }
     };
-    let read = read_response(&mut r, buf);
+    let read = read_response(&mut r, buf, how, progress);
     let ((), outcome) = tokio::try_join!(write, read)?;
     Ok(outcome)
+}
+
+/// One read, as small and slow as `--read-chunk`/`--read-pause-ms` ask.
+async fn read_some<R: AsyncReadExt + Unpin>(
+    r: &mut R,
+    buf: &mut [u8],
+    how: &Behaviour,
+) -> io::Result<usize> {
+    let n = if how.read_chunk > 0 {
+        let k = how.read_chunk.min(buf.len());
+        r.read(&mut buf[..k]).await?
+    } else {
+        r.read(buf).await?
+    };
+    if !how.read_pause.is_zero() {
+        tokio::time::sleep(how.read_pause).await;
+    }
+    Ok(n)
 }
 
 fn bad(why: &'static str) -> io::Error {
@@ -422,14 +648,19 @@ fn bad(why: &'static str) -> io::Error {
 }
 
 /// Reads one whole response; any bytes after it are a protocol error (we never pipeline).
-async fn read_response<R: AsyncReadExt + Unpin>(r: &mut R, buf: &mut [u8]) -> io::Result<Outcome> {
+async fn read_response<R: AsyncReadExt + Unpin>(
+    r: &mut R,
+    buf: &mut [u8],
+    how: &Behaviour,
+    p: &mut Progress,
+) -> io::Result<Outcome> {
     let mut end = 0;
     // Head.
     let (status, keep_alive, framing, head_len) = loop {
         if end == buf.len() {
             return Err(bad("response head too large"));
         }
-        let n = r.read(&mut buf[end..]).await?;
+        let n = read_some(r, &mut buf[end..], how).await?;
         if n == 0 {
             return Err(bad("closed before response head"));
         }
@@ -468,13 +699,28 @@ async fn read_response<R: AsyncReadExt + Unpin>(r: &mut R, buf: &mut [u8]) -> io
                     end -= len;
                     continue;
                 }
+                p.head_seen = true;
+                p.status = status;
                 break (status, keep_alive, framing, len);
             }
             Ok(httparse::Status::Partial) => continue,
             Err(_) => return Err(bad("malformed response head")),
         }
     };
-    let mut bytes = 0u64;
+    let verify = how.verify;
+    let aborting = |p: &Progress| how.abort_after.is_some_and(|a| p.offset >= a);
+    // The end of a body: with --verify, its length is checked too.
+    let done = |p: &mut Progress, keep_alive: bool| {
+        if verify && (200..300).contains(&status) && how.expect_len.is_some_and(|n| n != p.offset) {
+            p.mismatch = true;
+        }
+        Outcome::Done {
+            status,
+            keep_alive,
+            bytes: p.offset,
+            mismatch: p.mismatch,
+        }
+    };
     let mut have = end - head_len; // body bytes already in buf[head_len..end]
     match framing {
         Framing::Length(n) => {
@@ -482,34 +728,32 @@ async fn read_response<R: AsyncReadExt + Unpin>(r: &mut R, buf: &mut [u8]) -> io
                 return Err(bad("bytes after the response"));
             }
             let mut left = n - have as u64;
-            bytes += have as u64;
+            p.body(&buf[head_len..end], verify);
             while left > 0 {
+                if aborting(p) {
+                    return Ok(Outcome::Aborted);
+                }
                 let want = (left as usize).min(buf.len());
-                let k = r.read(&mut buf[..want]).await?;
+                let k = read_some(r, &mut buf[..want], how).await?;
                 if k == 0 {
                     return Err(bad("closed mid-body"));
                 }
                 left -= k as u64;
-                bytes += k as u64;
+                p.body(&buf[..k], verify);
             }
-            Ok(Outcome::Done {
-                status,
-                keep_alive,
-                bytes,
-            })
+            Ok(done(p, keep_alive))
         }
         Framing::Close => {
-            bytes += have as u64;
+            p.body(&buf[head_len..end], verify);
             loop {
-                let k = r.read(buf).await?;
-                if k == 0 {
-                    return Ok(Outcome::Done {
-                        status,
-                        keep_alive: false,
-                        bytes,
-                    });
+                if aborting(p) {
+                    return Ok(Outcome::Aborted);
                 }
-                bytes += k as u64;
+                let k = read_some(r, buf, how).await?;
+                if k == 0 {
+                    return Ok(done(p, false));
+                }
+                p.body(&buf[..k], verify);
             }
         }
         Framing::Chunked => {
@@ -523,9 +767,12 @@ async fn read_response<R: AsyncReadExt + Unpin>(r: &mut R, buf: &mut [u8]) -> io
                     ChunkState::Data => {
                         let avail = (have - pos) as u64;
                         let take = avail.min(chunk_left);
+                        p.body(&buf[pos..pos + take as usize], verify);
                         pos += take as usize;
                         chunk_left -= take;
-                        bytes += take;
+                        if aborting(p) {
+                            return Ok(Outcome::Aborted);
+                        }
                         if chunk_left == 0 {
                             state = ChunkState::DataCrlf;
                             continue;
@@ -560,11 +807,7 @@ async fn read_response<R: AsyncReadExt + Unpin>(r: &mut R, buf: &mut [u8]) -> io
                                         if pos != have {
                                             return Err(bad("bytes after the response"));
                                         }
-                                        return Ok(Outcome::Done {
-                                            status,
-                                            keep_alive,
-                                            bytes,
-                                        });
+                                        return Ok(done(p, keep_alive));
                                     }
                                 }
                             }
@@ -579,7 +822,7 @@ async fn read_response<R: AsyncReadExt + Unpin>(r: &mut R, buf: &mut [u8]) -> io
                 if have == buf.len() {
                     return Err(bad("chunk line too long"));
                 }
-                let k = r.read(&mut buf[have..]).await?;
+                let k = read_some(r, &mut buf[have..], how).await?;
                 if k == 0 {
                     return Err(bad("closed mid-body"));
                 }

@@ -16,11 +16,18 @@
 //! - `GET /small`       200, `--small-size` bytes of text
 //! - `GET /big/<bytes>` 200, exactly `<bytes>` bytes (max 1 GiB), byte `i` is `i % 251`
 //! - `GET /slow/<ms>`   200, the `/small` body after a non-blocking sleep of `<ms>`
+//! - `GET /slow/<ms>/<bytes>` the `/big/<bytes>` answer after that sleep
+//! - `GET /reset/<bytes>` 200 with `Content-Length: <bytes>`, then the first half of the
+//!   `/big` body, then a TCP reset: a backend that dies mid-body (for the soak)
 //! - `POST|PUT /echo`   200, the request body streamed back (chunked in, chunked out)
 //! - `GET /`            200, the list of routes
 //!
 //! `HEAD` works for every `GET` route; anything else is 404 (or 405 for a
 //! known path with the wrong method).
+//!
+//! `--idle-close-ms N` makes it close a keep-alive connection that waits more than N ms for
+//! its next request after answering one, like a backend with a short keep-alive timeout (the soak's idle-closing
+//! backend, which races corelay's reuse of pooled connections).
 
 use std::io::{self, Write as _};
 use std::net::SocketAddr;
@@ -75,6 +82,10 @@ struct Args {
     /// Size in bytes of the `/small` body.
     #[arg(long, default_value_t = 38)]
     small_size: usize,
+    /// Close a keep-alive connection that has waited this long for its next request
+    /// (0: never).
+    #[arg(long, default_value_t = 0)]
+    idle_close_ms: u64,
 }
 
 /// A response whose head (minus the `Connection` line) and body never change.
@@ -105,10 +116,12 @@ struct Shared {
     not_allowed: Canned,
     bad_request: Canned,
     pattern: Box<[u8]>,
+    /// `--idle-close-ms`, when set.
+    idle_close: Option<Duration>,
 }
 
 impl Shared {
-    fn new(small_size: usize) -> Shared {
+    fn new(small_size: usize, idle_close_ms: u64) -> Shared {
         // The greeting, padded with dots (or cut) to the size, ending in '\n'.
         let mut small: Vec<u8> = GREETING
             .iter()
@@ -128,6 +141,7 @@ impl Shared {
             pattern: (0..PATTERN_LEN)
                 .map(|i| (i % PATTERN_PERIOD) as u8)
                 .collect(),
+            idle_close: (idle_close_ms > 0).then(|| Duration::from_millis(idle_close_ms)),
         }
     }
 }
@@ -139,7 +153,9 @@ enum Route {
     Index,
     Small,
     Big(u64),
-    Slow(u64),
+    /// Milliseconds to sleep, then the `/small` body or (`Some`) a `/big` body of that size.
+    Slow(u64, Option<u64>),
+    Reset(u64),
     Echo,
     NotFound,
     NotAllowed,
@@ -183,7 +199,8 @@ fn main() {
     let cores = args.cores.max(1);
     // Leaked on purpose: it lives as long as the process and every shard
     // reads it without reference counting.
-    let shared: &'static Shared = Box::leak(Box::new(Shared::new(args.small_size)));
+    let shared: &'static Shared =
+        Box::leak(Box::new(Shared::new(args.small_size, args.idle_close_ms)));
     let requested = args.listen;
 
     // SO_REUSEPORT would let us silently share the port with another server
@@ -307,6 +324,7 @@ impl Conn {
 
     /// The request loop: parse, answer, and only flush when about to wait.
     async fn run(mut self) -> io::Result<()> {
+        let mut served = false;
         loop {
             let req = match self.parse() {
                 Ok(Some(req)) => req,
@@ -317,13 +335,39 @@ impl Conn {
                     }
                     // Out of complete requests: answer the batch, then wait.
                     self.flush().await?;
-                    if self.fill().await? == 0 {
-                        return Ok(()); // client closed
+                    // As a backend's keep-alive timeout: only after a request was answered
+                    // (before the first one, the connection is not idle but new).
+                    let between_requests = served && self.start == self.end;
+                    match (self.shared.idle_close, between_requests) {
+                        (Some(idle), true) => {
+                            let read = futures_lite::future::or(
+                                async { self.fill().await.map(Some) },
+                                async {
+                                    glommio::timer::sleep(idle).await;
+                                    Ok(None)
+                                },
+                            );
+                            match read.await? {
+                                Some(0) => return Ok(()),
+                                Some(_) => {}
+                                None => {
+                                    // Idle too long: close, as a keep-alive timeout does.
+                                    self.stream.close().await.ok();
+                                    return Ok(());
+                                }
+                            }
+                        }
+                        _ => {
+                            if self.fill().await? == 0 {
+                                return Ok(()); // client closed
+                            }
+                        }
                     }
                     continue;
                 }
                 Err(_) => return self.fail().await,
             };
+            served = true;
             if !self.handle(req).await? {
                 self.flush().await?;
                 self.stream.close().await.ok();
@@ -431,13 +475,20 @@ impl Conn {
             Route::NotFound => self.canned(&shared.not_found, &req),
             Route::NotAllowed => self.canned(&shared.not_allowed, &req),
             Route::BadRequest => self.canned(&shared.bad_request, &req),
-            Route::Slow(ms) => {
+            Route::Slow(ms, size) => {
                 // Don't hold earlier pipelined answers hostage to the sleep.
                 self.flush().await?;
                 glommio::timer::sleep(Duration::from_millis(ms)).await;
-                self.canned(&shared.small, &req);
+                match size {
+                    None => self.canned(&shared.small, &req),
+                    Some(len) => self.big(len, &req).await?,
+                }
             }
             Route::Big(len) => self.big(len, &req).await?,
+            Route::Reset(len) => {
+                self.reset(len, &req).await?;
+                return Ok(false);
+            }
             Route::Echo => unreachable!("handled above"),
         }
         Ok(req.keep_alive)
@@ -482,6 +533,33 @@ impl Conn {
             self.stream.write_all(&pattern[..n]).await?;
             left -= n as u64;
         }
+        Ok(())
+    }
+
+    /// `/reset/<len>`: announces `len` bytes, sends the first half, then resets the
+    /// connection (SO_LINGER 0 turns the close into an RST).
+    async fn reset(&mut self, len: u64, req: &Request) -> io::Result<()> {
+        self.head(format_args!("Content-Length: {len}"), req);
+        let half = (len / 2).min(self.shared.pattern.len() as u64) as usize;
+        if !req.head_only {
+            self.out.extend_from_slice(&self.shared.pattern[..half]);
+        }
+        self.flush().await?;
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: a valid socket descriptor and a correctly sized `linger`.
+        unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&self.stream),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                &linger as *const libc::linger as *const libc::c_void,
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            );
+        }
+        self.stream.close().await.ok();
         Ok(())
     }
 
@@ -623,11 +701,30 @@ fn route(method: &str, target: &str) -> Route {
                 path.strip_prefix(prefix)
                     .map(|n| n.parse::<u64>().ok().filter(|&n| n <= max))
             };
-            match (number("/big/", BIG_MAX), number("/slow/", SLOW_MAX_MS)) {
-                (Some(Some(n)), _) => Some(Route::Big(n)),
-                (_, Some(Some(ms))) => Some(Route::Slow(ms)),
-                (Some(None), _) | (_, Some(None)) => Some(Route::BadRequest),
-                (None, None) => None,
+            // `/slow/<ms>/<bytes>`: the sleep, then a `/big` body.
+            let slow_big = path.strip_prefix("/slow/").and_then(|rest| {
+                let (ms, bytes) = rest.split_once('/')?;
+                Some(match (ms.parse::<u64>(), bytes.parse::<u64>()) {
+                    (Ok(ms), Ok(n)) if ms <= SLOW_MAX_MS && n <= BIG_MAX => {
+                        Route::Slow(ms, Some(n))
+                    }
+                    _ => Route::BadRequest,
+                })
+            });
+            match (
+                slow_big,
+                number("/big/", BIG_MAX),
+                number("/slow/", SLOW_MAX_MS),
+                number("/reset/", BIG_MAX),
+            ) {
+                (Some(r), ..) => Some(r),
+                (_, Some(Some(n)), ..) => Some(Route::Big(n)),
+                (_, _, Some(Some(ms)), _) => Some(Route::Slow(ms, None)),
+                (_, _, _, Some(Some(n))) => Some(Route::Reset(n)),
+                (_, Some(None), ..) | (_, _, Some(None), _) | (.., Some(None)) => {
+                    Some(Route::BadRequest)
+                }
+                (None, None, None, None) => None,
             }
         }
     };
