@@ -46,7 +46,8 @@ fn the_issues_template_gives_exact_lines() {
     let mut c = Client::connect(cr.addr);
     let big = c.roundtrip(&get("/big"));
     assert_eq!((big.status, big.body.len()), (200, MIB));
-    assert_eq!(c.roundtrip(&get("/missing")).status, 404);
+    let missing = c.roundtrip(&get("/missing"));
+    assert_eq!(missing.status, 404);
     let mut c = Client::connect(cr.addr);
     let r = c.roundtrip(b"GET /bad target HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(r.status, 400);
@@ -54,7 +55,7 @@ fn the_issues_template_gives_exact_lines() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
     let upstream = be.addr.to_string();
-    let check = |line: &str, request: &str, status: &str, bytes: usize, up: &str| {
+    let check = |line: &str, request: &str, status: &str, bytes: usize, up: &str, id: &str| {
         let (head, tail) = line.rsplit_once("\" ").unwrap();
         assert_eq!(head, format!("127.0.0.1 \"{request}"), "{line}");
         let f: Vec<&str> = tail.split(' ').collect();
@@ -64,16 +65,33 @@ fn the_issues_template_gives_exact_lines() {
         assert_eq!(f[1], bytes.to_string(), "{line}");
         assert!(is_secs(f[2]), "{line}");
         assert_eq!(f[3], up, "{line}");
-        assert_eq!(f[4], "-", "{line}");
+        // The ID the client got back.
+        assert_eq!(f[4], id, "{line}");
     };
-    check(lines[0], "GET /big HTTP/1.1", "200", MIB, &upstream);
-    check(lines[1], "GET /missing HTTP/1.1", "404", 4, &upstream);
+    let id = |r: &Response| r.header("x-request-id").unwrap().to_string();
+    check(
+        lines[0],
+        "GET /big HTTP/1.1",
+        "200",
+        MIB,
+        &upstream,
+        &id(&big),
+    );
+    check(
+        lines[1],
+        "GET /missing HTTP/1.1",
+        "404",
+        4,
+        &upstream,
+        &id(&missing),
+    );
     check(
         lines[2],
         "GET /bad target HTTP/1.1",
         "400",
         r.body.len(),
         "-",
+        &id(&r),
     );
 }
 

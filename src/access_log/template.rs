@@ -172,6 +172,11 @@ impl Template {
         for p in &t.pieces {
             match p {
                 Piece::Literal(l) => t.fixed_max += l.len(),
+                // A request ID is visible ASCII of a bounded length (kept only when valid), but
+                // longer than the other fixed values; escaping is counted for it all the same.
+                Piece::Var(Var::RequestId) => {
+                    t.fixed_max += format::COMBINED_EXPANSION * format::MAX_REQUEST_ID_BYTES
+                }
                 Piece::Var(v) => match client_fields(*v) {
                     [] => t.fixed_max += MAX_FIXED_VALUE,
                     fields => {
@@ -275,9 +280,7 @@ fn write_var(out: &mut Vec<u8>, v: Var, e: &Entry, clock: &Clock, millis: u32) {
         },
         Var::HttpReferer => field(out, e.referer, format::MAX_REFERER_BYTES),
         Var::HttpUserAgent => field(out, e.user_agent, format::MAX_USER_AGENT_BYTES),
-        // The request-ID field of the entry arrives with the request-ID work (issue 10);
-        // until then no request has one, and nginx prints a missing value as `-`.
-        Var::RequestId => dash(out),
+        Var::RequestId => field(out, Some(e.request_id), format::MAX_REQUEST_ID_BYTES),
     }
 }
 
@@ -300,7 +303,8 @@ mod tests {
         let t = "$remote_addr \"$request\" $status $body_bytes_sent $request_time $upstream_addr $request_id";
         assert_eq!(
             with(t, &example_entry()),
-            "127.0.0.1 \"GET /apache_pb.gif?a=1&b=2 HTTP/1.1\" 200 2326 0.004 10.0.0.5:9000 -\n"
+            "127.0.0.1 \"GET /apache_pb.gif?a=1&b=2 HTTP/1.1\" 200 2326 0.004 10.0.0.5:9000 \
+             3f2a-0001-00000000002a\n"
         );
         assert_eq!(
             with(t, &bare_entry()),
@@ -320,7 +324,7 @@ mod tests {
              body_bytes_sent=2326|bytes_sent=2476|request_time=0.004|\
              upstream_addr=10.0.0.5:9000|upstream_response_time=0.003|\
              http_referer=http://www.example.com/start.html|\
-             http_user_agent=Mozilla/4.08 [en] (Win98; I ;Nav)|request_id=-\n"
+             http_user_agent=Mozilla/4.08 [en] (Win98; I ;Nav)|request_id=3f2a-0001-00000000002a\n"
         );
     }
 
