@@ -48,15 +48,7 @@ fn backend_text(be: &Backend) -> String {
 #[test]
 fn drain_closes_idle_keepalive_connections_and_the_in_flight_response_says_close() {
     let release = Gate::new();
-    let held = release.clone();
-    let be = Backend::http(move |req| {
-        if req.target == "/slow" {
-            assert!(held.wait(Duration::from_secs(20)), "never released");
-            ok_response(b"drained")
-        } else {
-            ok_response(req.target.as_bytes())
-        }
-    });
+    let be = backend_holding_slow(&release, |req| ok_response(req.target.as_bytes()));
     let mut cr = Corelay::start(&[be.addr], &[]);
     // Three idle keep-alive connections, each after a request.
     let mut idle: Vec<Client> = (0..3)

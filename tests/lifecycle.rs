@@ -144,15 +144,7 @@ fn sigterm_drains_in_flight_requests_then_exits_0() {
     // process cannot exit before: whatever happens to the idle connection meanwhile happens
     // during the drain.
     let release = Gate::new();
-    let held = release.clone();
-    let be = Backend::http(move |req| {
-        if req.target == "/slow" {
-            assert!(held.wait(Duration::from_secs(20)), "never released");
-            ok_response(b"drained")
-        } else {
-            ok_response(b"fast")
-        }
-    });
+    let be = backend_holding_slow(&release, |_| ok_response(b"fast"));
     let mut cr = Corelay::start(&[be.addr], &[]);
     // An idle keep-alive client connection.
     let mut idle = Client::connect(cr.addr);

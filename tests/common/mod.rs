@@ -1747,6 +1747,24 @@ pub fn base64(input: &[u8]) -> String {
 // events between a test and its scripted peers
 // ---------------------------------------------------------------------------
 
+/// A backend that holds `/slow` until `gate` opens, then answers `drained`; other requests
+/// get `other`'s answer. A held request keeps a draining corelay from exiting, so what the
+/// test sees meanwhile happens during the drain.
+pub fn backend_holding_slow(
+    gate: &Gate,
+    other: impl Fn(&Request) -> Vec<u8> + Send + Sync + 'static,
+) -> Backend {
+    let held = gate.clone();
+    Backend::http(move |req| {
+        if req.target == "/slow" {
+            assert!(held.wait(Duration::from_secs(20)), "never released");
+            ok_response(b"drained")
+        } else {
+            other(req)
+        }
+    })
+}
+
 /// A latch a test opens once; scripts (backends, origins) wait on it, so a test decides when
 /// a peer moves on instead of sleeping and hoping the other side got there.
 #[derive(Clone, Default)]
